@@ -1,0 +1,102 @@
+/**
+ * Access tokens and id_tokens as signed JWTs (RS256, with `kid`), and their verification:
+ * our own tokens against our keys, and tokens of configured trusted issuers (an EHR's own
+ * SMART server) against that issuer's JWKS. Every token must name this server's FHIR base
+ * as its audience; revoked tokens and tokens of revoked grants are refused.
+ */
+import { randomUUID } from 'node:crypto';
+import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, jwtVerify, SignJWT } from 'jose';
+import type { JWTPayload } from 'jose';
+import type { GrantStore } from './grants.js';
+import { SIGNING_ALG } from './keys.js';
+import type { KeyStore } from './keys.js';
+
+export interface AccessClaims extends JWTPayload {
+  client_id: string;
+  scope: string;
+  fhirUser?: string;
+  patient?: string;
+  encounter?: string;
+  /** The grant the token was issued from. */
+  gid?: string;
+  /** CareThread roles of the user (e.g. auditor). */
+  roles?: string[];
+}
+
+export interface TrustedIssuerKeys {
+  issuer: string;
+  jwksUri: string;
+}
+
+export class TokenService {
+  private trusted = new Map<string, ReturnType<typeof createRemoteJWKSet>>();
+
+  constructor(
+    private readonly keys: KeyStore,
+    private readonly grants: GrantStore,
+    /** Our issuer and the audience every accepted token must carry (the FHIR base URL). */
+    readonly issuer: string,
+    trustedIssuers: TrustedIssuerKeys[]
+  ) {
+    for (const t of trustedIssuers) {
+      this.trusted.set(t.issuer, createRemoteJWKSet(new URL(t.jwksUri), { timeoutDuration: 5000 }));
+    }
+  }
+
+  async accessToken(claims: Omit<AccessClaims, 'iss' | 'aud' | 'exp' | 'iat' | 'jti'>, lifetimeSeconds: number): Promise<string> {
+    const { kid, key } = this.keys.signingKey;
+    return new SignJWT({ ...claims })
+      .setProtectedHeader({ alg: SIGNING_ALG, kid, typ: 'at+jwt' })
+      .setIssuer(this.issuer)
+      .setAudience(this.issuer)
+      .setIssuedAt()
+      .setExpirationTime(Math.floor(Date.now() / 1000) + lifetimeSeconds)
+      .setJti(randomUUID())
+      .sign(key);
+  }
+
+  async idToken(clientId: string, fhirUser: string, subject: string, nonce: string | undefined, lifetimeSeconds: number): Promise<string> {
+    const { kid, key } = this.keys.signingKey;
+    return new SignJWT({ fhirUser, ...(nonce ? { nonce } : {}) })
+      .setProtectedHeader({ alg: SIGNING_ALG, kid, typ: 'JWT' })
+      .setIssuer(this.issuer)
+      .setSubject(subject)
+      .setAudience(clientId)
+      .setIssuedAt()
+      .setExpirationTime(Math.floor(Date.now() / 1000) + lifetimeSeconds)
+      .sign(key);
+  }
+
+  /** The claims of a valid, unrevoked access token for this server; undefined otherwise. */
+  async verify(token: string): Promise<AccessClaims | undefined> {
+    let issuer: unknown;
+    try {
+      issuer = decodeJwt(token).iss;
+    } catch {
+      return undefined;
+    }
+    const keys = issuer === this.issuer ? createLocalJWKSet(this.keys.jwks()) : typeof issuer === 'string' ? this.trusted.get(issuer) : undefined;
+    if (!keys) {
+      return undefined;
+    }
+    try {
+      const { payload } = await jwtVerify(token, keys, {
+        issuer: issuer as string,
+        audience: [this.issuer, `${this.issuer}/`],
+        algorithms: ['RS256', 'RS384', 'ES256', 'ES384'],
+        clockTolerance: 5,
+      });
+      const claims = payload as AccessClaims;
+      if (typeof claims.scope !== 'string') {
+        return undefined;
+      }
+      claims.client_id ??= String(payload.azp ?? payload.sub ?? '');
+      if (await this.grants.isRevoked(claims.jti, issuer === this.issuer ? claims.gid : undefined)) {
+        return undefined;
+      }
+      return claims;
+    } catch {
+      return undefined;
+    }
+  }
+}

@@ -1,0 +1,107 @@
+/**
+ * The load generator, run as its own process (forked by load-generator.ts) so that
+ * autocannon's work does not share the server's event loop. It receives the seeded ids
+ * once, then runs one scenario per request and answers with latency percentiles computed
+ * from every response (autocannon itself reports no p95).
+ */
+import autocannon from 'autocannon';
+import type { Request as CannonRequest } from 'autocannon';
+import type { Tokens } from './identities.js';
+import { SCENARIOS } from './scenarios.js';
+import type { LoadData, ScenarioName } from './scenarios.js';
+
+export interface RunCommand {
+  type: 'run';
+  url: string;
+  /** Bearer tokens of the actors for this run. */
+  tokens: Tokens;
+  scenario: ScenarioName;
+  seconds: number;
+  connections: number;
+}
+
+export type LoadCommand = { type: 'data'; data: LoadData } | RunCommand;
+
+export interface LoadResult {
+  requests: number;
+  seconds: number;
+  requestsPerSecond: number;
+  latencyMs: { p50: number; p95: number; p99: number; max: number; mean: number };
+  non2xx: number;
+  statusCodes: Record<string, number>;
+  errors: number;
+  timeouts: number;
+  bytesPerResponse: number;
+  /** CPU seconds the load generator itself used (user + system). */
+  cpuSeconds: number;
+}
+
+let data: LoadData | undefined;
+
+process.on('message', (command: LoadCommand) => {
+  if (command.type === 'data') {
+    data = command.data;
+    process.send!({ type: 'ready' });
+    return;
+  }
+  run(command).then(
+    (result) => process.send!({ type: 'result', result }),
+    (err: unknown) => process.send!({ type: 'error', message: err instanceof Error ? err.message : String(err) })
+  );
+});
+
+async function run(command: RunCommand): Promise<LoadResult> {
+  if (!data) {
+    throw new Error('no load data');
+  }
+  const loadData = data;
+  const scenario = SCENARIOS[command.scenario];
+  const first = scenario.request(loadData, command.tokens, Math.random);
+  const template: CannonRequest = {
+    method: first.method,
+    path: first.path,
+    headers: first.headers,
+    setupRequest: (request) => {
+      const next = scenario.request(loadData, command.tokens, Math.random);
+      return { ...request, method: next.method, path: next.path, headers: next.headers, body: next.body };
+    },
+  };
+  const latencies: number[] = [];
+  const cpuBefore = process.cpuUsage();
+  const started = performance.now();
+  const result = await new Promise<autocannon.Result>((resolve, reject) => {
+    const instance = autocannon(
+      { url: command.url, connections: command.connections, duration: command.seconds, requests: [template] },
+      (err, finished) => (err ? reject(err) : resolve(finished))
+    );
+    instance.on('response', (_client, _status, _bytes, responseTime) => {
+      latencies.push(responseTime);
+    });
+  });
+  const seconds = (performance.now() - started) / 1000;
+  const cpu = process.cpuUsage(cpuBefore);
+  const sorted = Float64Array.from(latencies).sort();
+  const at = (p: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)] : NaN);
+  const statusCodes: Record<string, number> = {};
+  for (const [code, stats] of Object.entries(result.statusCodeStats ?? {})) {
+    statusCodes[code] = (stats as { count: number }).count;
+  }
+  return {
+    requests: sorted.length,
+    seconds,
+    requestsPerSecond: sorted.length / seconds,
+    latencyMs: {
+      p50: at(0.5),
+      p95: at(0.95),
+      p99: at(0.99),
+      max: sorted.length ? sorted[sorted.length - 1] : NaN,
+      mean: sorted.reduce((a, b) => a + b, 0) / (sorted.length || 1),
+    },
+    non2xx: result.non2xx,
+    statusCodes,
+    errors: result.errors,
+    timeouts: result.timeouts,
+    bytesPerResponse: result.throughput.total / (sorted.length || 1),
+    cpuSeconds: (cpu.user + cpu.system) / 1e6,
+  };
+}
