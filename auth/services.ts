@@ -5,6 +5,7 @@
 import type { AuditLog } from '../fhir/audit/audit-log.js';
 import type { Database } from '../fhir/db/database.js';
 import type { ResourceStore } from '../fhir/store/store.js';
+import { webAppRegistrations } from './app-clients.js';
 import { ClientRegistry } from './clients.js';
 import { GrantStore } from './grants.js';
 import { KeyStore } from './keys.js';
@@ -54,6 +55,9 @@ export async function createAuthServices(db: Database, audit: AuditLog, store: R
       scopes: ADMIN_SCOPES,
       admin: true,
     });
+  }
+  for (const registration of webAppRegistrations(settings.baseUrl)) {
+    await clients.register(registration);
   }
   return {
     settings: { ...settings, tokenUrl },

@@ -13,6 +13,7 @@ import { openCors } from './cors.js';
 import { authRouter, discoveryRouter } from './routes/auth.js';
 import { fhirRouter } from './routes/fhir.js';
 import { healthRouter } from './routes/health.js';
+import { webRouter } from './routes/web.js';
 
 const OPENAPI_PATH = new URL('../openapi.yaml', import.meta.url);
 
@@ -28,6 +29,7 @@ export function createApp(app: AppContext): Express {
   server.get('/openapi.yaml', (_req, res) => {
     res.type('application/yaml').send(fs.readFileSync(OPENAPI_PATH, 'utf8'));
   });
+  server.use(webRouter(app));
   server.use('/fhir', openCors, discoveryRouter(app));
   server.use('/auth', authRouter(app));
   server.use(

@@ -28,6 +28,13 @@ export interface ServerConfig {
   maxPageSize: number;
   auth: AuthConfig;
   messaging: MessagingConfig;
+  web: WebConfig;
+}
+
+/** The browser apps served at `/apps/provider/`, `/portal/` and `/auditor/`. */
+export interface WebConfig {
+  /** Origins allowed to embed the provider app in a frame (the EHR's), besides our own. */
+  frameAncestors: string[];
 }
 
 export interface MessagingConfig {
@@ -185,6 +192,7 @@ export function loadConfig(env: Env = process.env): ServerConfig {
     smsWebhookUrl: optional(env, 'SMS_WEBHOOK_URL') ? url(env, 'SMS_WEBHOOK_URL', '') : undefined,
     ehr,
   };
+  const web: WebConfig = { frameAncestors: origins(env, 'FRAME_ANCESTORS') };
   return {
     port,
     baseUrl,
@@ -198,7 +206,25 @@ export function loadConfig(env: Env = process.env): ServerConfig {
     maxPageSize,
     auth,
     messaging,
+    web,
   };
+}
+
+/** A space-separated list of http(s) origins (scheme, host and port, no path). */
+function origins(env: Env, name: string): string[] {
+  const list = (optional(env, name) ?? '').split(/\s+/).filter(Boolean);
+  for (const entry of list) {
+    let parsed: URL | undefined;
+    try {
+      parsed = new URL(entry);
+    } catch {
+      parsed = undefined;
+    }
+    if (!parsed || !/^https?:$/.test(parsed.protocol) || parsed.origin !== entry.replace(/\/$/, '')) {
+      throw new ConfigError(name, `must be space-separated origins such as https://ehr.example.org (got "${entry}")`);
+    }
+  }
+  return list.map((entry) => entry.replace(/\/$/, ''));
 }
 
 /** `TRUSTED_ISSUERS`: a JSON array of `{ "issuer": "…", "jwksUri": "…" }`. */
