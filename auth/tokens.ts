@@ -28,8 +28,18 @@ export interface TrustedIssuerKeys {
   jwksUri: string;
 }
 
+/** Verified tokens remembered (their signature checks are the costliest step of a request). */
+const VERIFIED_CACHE_SIZE = 5000;
+const CLOCK_TOLERANCE_SECONDS = 5;
+
 export class TokenService {
   private trusted = new Map<string, ReturnType<typeof createRemoteJWKSet>>();
+  /**
+   * Tokens whose signature, issuer and audience have been verified, by their exact text, in
+   * the order first seen (the oldest is dropped when full). Expiry and revocation are still
+   * checked on every use.
+   */
+  private verified = new Map<string, AccessClaims>();
 
   constructor(
     private readonly keys: KeyStore,
@@ -69,6 +79,19 @@ export class TokenService {
 
   /** The claims of a valid, unrevoked access token for this server; undefined otherwise. */
   async verify(token: string): Promise<AccessClaims | undefined> {
+    const claims = this.verified.get(token) ?? (await this.verifySignature(token));
+    if (!claims || (claims.exp ?? 0) + CLOCK_TOLERANCE_SECONDS <= Date.now() / 1000) {
+      this.verified.delete(token);
+      return undefined;
+    }
+    if (await this.grants.isRevoked(claims.jti, claims.iss === this.issuer ? claims.gid : undefined)) {
+      return undefined;
+    }
+    return claims;
+  }
+
+  /** Checks a token's signature, issuer, audience and times, and remembers it when valid. */
+  private async verifySignature(token: string): Promise<AccessClaims | undefined> {
     let issuer: unknown;
     try {
       issuer = decodeJwt(token).iss;
@@ -84,16 +107,18 @@ export class TokenService {
         issuer: issuer as string,
         audience: [this.issuer, `${this.issuer}/`],
         algorithms: ['RS256', 'RS384', 'ES256', 'ES384'],
-        clockTolerance: 5,
+        clockTolerance: CLOCK_TOLERANCE_SECONDS,
+        requiredClaims: ['exp'],
       });
       const claims = payload as AccessClaims;
       if (typeof claims.scope !== 'string') {
         return undefined;
       }
       claims.client_id ??= String(payload.azp ?? payload.sub ?? '');
-      if (await this.grants.isRevoked(claims.jti, issuer === this.issuer ? claims.gid : undefined)) {
-        return undefined;
+      if (this.verified.size >= VERIFIED_CACHE_SIZE) {
+        this.verified.delete(this.verified.keys().next().value!);
       }
+      this.verified.set(token, Object.freeze(claims));
       return claims;
     } catch {
       return undefined;

@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { exportJWK, generateKeyPair, importJWK, SignJWT } from 'jose';
 import type { CryptoKey, JWK } from 'jose';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startTestServer } from './support/server.js';
 import type { TestServer } from './support/server.js';
 import { expectNoSecrets, expectOAuthError, expectOutcome, SmartFlows } from './support/smart-flows.js';
@@ -284,6 +284,19 @@ describe('resource server: bearer tokens', () => {
     const expired = await server.app.auth.tokens.accessToken({ sub: backend.client_id, client_id: backend.client_id, scope: 'system/Patient.rs' }, -60);
     flows.remember(expired);
     expectInvalidToken(await server.anonymous.get(`/fhir/Patient/${patientId}`).set(bearer(expired)));
+  });
+
+  it('refuses a token once it expires, though it was accepted (and remembered) before', async () => {
+    const shortLived = await server.app.auth.tokens.accessToken({ sub: backend.client_id, client_id: backend.client_id, scope: 'system/Patient.rs' }, 2);
+    flows.remember(shortLived);
+    expect((await server.anonymous.get(`/fhir/Patient/${patientId}`).set(bearer(shortLived))).status).toBe(200);
+    // Past exp and the five seconds of clock tolerance; the server's clock, not a sleep.
+    vi.useFakeTimers({ toFake: ['Date'], now: Date.now() + 10_000 });
+    try {
+      expectInvalidToken(await server.anonymous.get(`/fhir/Patient/${patientId}`).set(bearer(shortLived)));
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('refuses a token in the query string, even a valid one', async () => {
