@@ -5,8 +5,9 @@
  * Communication (tagged `thread`; subject = the patient, sender = the patient who opened
  * it, recipient = the practitioner, category and topic, no payload) followed by messages
  * that point at it (`partOf`) and at the message before (`inResponseTo`), alternating
- * between the two parties, `sent` increasing and `received` set (they have been read).
- * The most recent fifth of the threads are still open (`in-progress`).
+ * between the two parties, `sent` increasing and `received` set (they have been read),
+ * except the patient's messages in the most recent fifth of the threads, which are still
+ * open (`in-progress`) and wait for the practitioner to read them.
  */
 import type { CodeableConcept, Communication, Patient, Practitioner, Resource } from '@medplum/fhirtypes';
 import { IMPORTED_TAG, MESSAGE_CATEGORY_SYSTEM, THREAD_TAG } from '../../fhir/messaging/index.js';
@@ -28,6 +29,8 @@ export interface ThreadInfo {
   messageIds: string[];
   /** Still `in-progress` (replies are accepted); older threads are `completed`. */
   open: boolean;
+  /** The patient's messages the practitioner has not read yet (open threads only). */
+  unreadIds: string[];
   category: string;
 }
 
@@ -102,8 +105,13 @@ function categoryOf(code: string): CodeableConcept {
  * names no recipient (the server sends it to the thread's recipients: naming one would be
  * checked against the care team); `to` adds explicit recipients.
  */
+/** Messages alternate, the patient writing first. */
+function isFromPatient(index: number): boolean {
+  return index % 2 === 0;
+}
+
 export function replyMessage(
-  thread: ThreadInfo,
+  thread: Pick<ThreadInfo, 'headerId' | 'patientId' | 'practitionerId' | 'category'>,
   fromPatient: boolean,
   text: string,
   options: { sent?: string; inResponseTo?: string; withRecipient: boolean }
@@ -168,7 +176,7 @@ export function buildDataset(size: DatasetSize, seed = 20240611, now = Date.now(
     messagesLeft -= n;
   }
 
-  interface ThreadPlan extends ThreadInfo {
+  interface ThreadPlan extends Omit<ThreadInfo, 'unreadIds'> {
     topic: string;
     start: number;
     texts: string[];
@@ -195,7 +203,15 @@ export function buildDataset(size: DatasetSize, seed = 20240611, now = Date.now(
     size,
     patients,
     practitioners,
-    threads: plans.map(({ headerId, patientId, practitionerId, messageIds, open, category }) => ({ headerId, patientId, practitionerId, messageIds, open, category })),
+    threads: plans.map(({ headerId, patientId, practitionerId, messageIds, open, category }) => ({
+      headerId,
+      patientId,
+      practitionerId,
+      messageIds,
+      open,
+      category,
+      unreadIds: open ? messageIds.filter((_, i) => isFromPatient(i)) : [],
+    })),
     threadResources(index) {
       const plan = plans[index];
       const patient = { reference: `Patient/${plan.patientId}` };
@@ -214,13 +230,14 @@ export function buildDataset(size: DatasetSize, seed = 20240611, now = Date.now(
       let sent = plan.start;
       plan.messageIds.forEach((id, i) => {
         sent += plan.gaps[i];
-        const message = replyMessage(plan, i % 2 === 0, plan.texts[i], {
+        const message = replyMessage(plan, isFromPatient(i), plan.texts[i], {
           sent: new Date(sent).toISOString(),
           inResponseTo: i > 0 ? plan.messageIds[i - 1] : undefined,
           withRecipient: true,
         });
-        const received = new Date(sent + 60_000 + plan.gaps[i] / 4).toISOString();
-        resources.push({ id, resource: { ...message, meta: imported, received } });
+        const unread = plan.open && isFromPatient(i);
+        const received = unread ? undefined : new Date(sent + 60_000 + plan.gaps[i] / 4).toISOString();
+        resources.push({ id, resource: { ...message, meta: imported, ...(received ? { received } : {}) } });
       });
       return resources;
     },

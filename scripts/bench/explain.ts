@@ -84,7 +84,7 @@ async function hotStatement(
   tokens: Tokens,
   random: () => number
 ): Promise<{ explained: CapturedStatement; sent: CapturedStatement[] }> {
-  const request = SCENARIOS[scenario].request(data, tokens, random);
+  const request = SCENARIOS[scenario].request(data, tokens, random, 0);
   const ctx = await contextOf(app, request.headers.authorization.replace(/^Bearer /, ''), 'bench-explain');
   const url = new URL(request.path, 'http://bench');
   const [, , type, id] = url.pathname.split('/');
@@ -149,7 +149,7 @@ export async function explainHotQueries(app: AppContext, data: LoadData, tokens:
 
 /** The statements one create sends (captured inside a transaction that is rolled back). */
 export async function captureCreate(app: AppContext, data: LoadData, tokens: Tokens): Promise<CreateStatements> {
-  const request = SCENARIOS.create.request(data, tokens, Math.random);
+  const request = SCENARIOS.create.request(data, tokens, Math.random, 0);
   const ctx = await contextOf(app, request.headers.authorization.replace(/^Bearer /, ''), 'bench-explain');
   let captured: CapturedStatement[] = [];
   const rollback = new Error('rollback');

@@ -37,6 +37,8 @@ export interface LoadResult {
 }
 
 let data: LoadData | undefined;
+/** Requests drawn per scenario so far, across runs (warm-up, then measure). */
+const drawn = new Map<ScenarioName, number>();
 
 process.on('message', (command: LoadCommand) => {
   if (command.type === 'data') {
@@ -56,13 +58,18 @@ async function run(command: RunCommand): Promise<LoadResult> {
   }
   const loadData = data;
   const scenario = SCENARIOS[command.scenario];
-  const first = scenario.request(loadData, command.tokens, Math.random);
+  const draw = () => {
+    const ordinal = drawn.get(command.scenario) ?? 0;
+    drawn.set(command.scenario, ordinal + 1);
+    return scenario.request(loadData, command.tokens, Math.random, ordinal);
+  };
+  const first = draw();
   const template: CannonRequest = {
     method: first.method,
     path: first.path,
     headers: first.headers,
     setupRequest: (request) => {
-      const next = scenario.request(loadData, command.tokens, Math.random);
+      const next = draw();
       return { ...request, method: next.method, path: next.path, headers: next.headers, body: next.body };
     },
   };

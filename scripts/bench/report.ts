@@ -107,6 +107,9 @@ export function formatEngine(result: EngineResult): string {
       [false, true, true, true, true, true, true, true]
     ),
     '("rest of machine": other processes, and kernel work not charged to a process; above ~0.3 cores something else was running)',
+    ...result.scenarios
+      .filter((s) => s.firstReads !== undefined)
+      .map((s) => `${s.scenario}: ${n(s.firstReads!)} of the ${n(s.requests)} measured requests were first reads (received set, a new version written)`),
   ];
   if (result.plans.length) {
     lines.push('', 'query plans (EXPLAIN ANALYZE of the page query from parseSearch + buildPageQuery, or the read statement; 5 random picks each):');

@@ -38,6 +38,8 @@ export interface ScenarioResult extends LoadResult {
   quiet: QuietWait;
   /** AuditEvents stored while the scenario ran (reads are audited through a queue). */
   auditEvents: number;
+  /** mark-read: messages whose `received` the measured requests set (each a first read). */
+  firstReads?: number;
   profile?: ProfileSummary;
 }
 
@@ -85,6 +87,10 @@ export async function runEngine(engine: Engine, settings: BenchSettings, load: L
       practitionerIds: dataset.practitioners.map((p) => p.id),
       threads: dataset.threads,
       openThreads: dataset.threads.filter((t) => t.open),
+      unread: shuffled(
+        dataset.threads.flatMap((t) => t.unreadIds.map((id) => ({ id, practitionerId: t.practitionerId }))),
+        randomSource(11)
+      ),
     };
 
     server = createApp(app).listen(port, '127.0.0.1');
@@ -125,6 +131,7 @@ export async function runEngine(engine: Engine, settings: BenchSettings, load: L
         }
         await app.audit.flush();
         const auditBefore = await countAuditEvents(app);
+        const unreadBefore = name === 'mark-read' ? await countUnread(app) : 0;
         await profiler?.start();
         const before = cpuSnapshot(engine === 'postgres');
         const result = await load.run({ ...run, seconds: settings.seconds[engine] });
@@ -132,10 +139,11 @@ export async function runEngine(engine: Engine, settings: BenchSettings, load: L
         const profile = await profiler?.stop(path.join(resultsDir, `${engine}-${name}.cpuprofile`));
         await app.audit.flush();
         const auditEvents = (await countAuditEvents(app)) - auditBefore;
+        const firstReads = name === 'mark-read' ? unreadBefore - (await countUnread(app)) : undefined;
         const met = scenario.target
           ? result.requestsPerSecond >= scenario.target.requestsPerSecond && result.latencyMs.p99 <= scenario.target.p99Ms && result.non2xx === 0 && result.errors === 0
           : undefined;
-        scenarios.push({ scenario: name, label: scenario.label, target: scenario.target, met, cpu, quiet, auditEvents, profile, ...result });
+        scenarios.push({ scenario: name, label: scenario.label, target: scenario.target, met, cpu, quiet, auditEvents, firstReads, profile, ...result });
         log(
           `${engine}: ${name}: ${Math.round(result.requestsPerSecond)} req/s, p99 ${result.latencyMs.p99.toFixed(1)} ms` +
             (result.non2xx ? `, ${result.non2xx} non-2xx ${JSON.stringify(result.statusCodes)}` : '')
@@ -175,8 +183,8 @@ export async function runEngine(engine: Engine, settings: BenchSettings, load: L
  */
 async function checkScenarios(baseUrl: string, data: LoadData, tokens: Tokens): Promise<void> {
   const random = randomSource(7);
-  const send = async (name: ScenarioName, expected: number) => {
-    const request = SCENARIOS[name].request(data, tokens, random);
+  const send = async (name: ScenarioName, expected: number, ordinal = 0) => {
+    const request = SCENARIOS[name].request(data, tokens, random, ordinal);
     const response = await fetch(`${baseUrl}${request.path}`, { method: request.method, headers: request.headers, body: request.body });
     const text = await response.text();
     if (response.status !== expected) {
@@ -184,6 +192,12 @@ async function checkScenarios(baseUrl: string, data: LoadData, tokens: Tokens): 
     }
     return { url: new URL(request.path, baseUrl), body: JSON.parse(text) as { id?: string; entry?: { resource: { id: string; sent?: string } }[] } };
   };
+  // The last unread message (the load reaches it only after all the others): the first read
+  // by its recipient must stamp `received`.
+  const opened = await send('mark-read', 200, data.unread.length - 1);
+  if (!(opened.body as { received?: string }).received) {
+    throw new Error('check failed: mark-read: the first read by the recipient did not set received');
+  }
   const read = await send('read', 200);
   if (read.body.id !== read.url.pathname.split('/').pop()) {
     throw new Error('check failed: read by id returned another resource');
@@ -220,6 +234,21 @@ function silenceReadAudit(app: AppContext): () => void {
   return () => {
     delete (app.audit as { enqueue?: unknown }).enqueue;
   };
+}
+
+async function countUnread(app: AppContext): Promise<number> {
+  const [{ n }] = await app.db.query<{ n: string | number }>('SELECT count(*) AS n FROM "Communication" WHERE d_received_lo IS NULL AND NOT deleted');
+  return Number(n);
+}
+
+/** A copy in a fixed random order (Fisher–Yates). */
+function shuffled<T>(items: T[], random: () => number): T[] {
+  const copy = [...items];
+  for (let i = copy.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [copy[i], copy[j]] = [copy[j], copy[i]];
+  }
+  return copy;
 }
 
 async function countAuditEvents(app: AppContext): Promise<number> {

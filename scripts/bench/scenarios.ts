@@ -7,7 +7,7 @@ import { messageText, pick, replyMessage } from './dataset.js';
 import type { ThreadInfo } from './dataset.js';
 import type { Identity, Tokens } from './identities.js';
 
-export type ScenarioName = 'create' | 'read' | 'inbox' | 'thread' | 'inbox-threads' | 'read-unaudited';
+export type ScenarioName = 'create' | 'mark-read' | 'read' | 'inbox' | 'thread' | 'inbox-threads' | 'read-unaudited';
 
 /** What the load generator needs to draw requests: ids of the seeded data. */
 export interface LoadData {
@@ -16,6 +16,8 @@ export interface LoadData {
   threads: ThreadInfo[];
   /** Threads still open: the ones replies go to. */
   openThreads: ThreadInfo[];
+  /** Unread patient messages in a fixed random order: `mark-read` opens each once. */
+  unread: { id: string; practitionerId: string }[];
 }
 
 export interface BenchRequest {
@@ -37,7 +39,8 @@ export interface ScenarioDefinition {
   target?: Target;
   /** Patient tokens are needed (replies from the patient side). */
   needsPatients?: boolean;
-  request(data: LoadData, tokens: Tokens, random: () => number): BenchRequest;
+  /** `ordinal` counts this scenario's requests in the load process (warm-up included). */
+  request(data: LoadData, tokens: Tokens, random: () => number, ordinal: number): BenchRequest;
 }
 
 const READ_TARGET: Target = { requestsPerSecond: 1500, p99Ms: 50 };
@@ -52,10 +55,10 @@ function bearer(data: LoadData, tokens: Tokens, practitionerId: string): Record<
   return { authorization: `Bearer ${token}` };
 }
 
-/** A message of a random thread, read by that thread's practitioner. */
+/** A message of a random thread that its practitioner has already read, read again by them. */
 function readById(data: LoadData, tokens: Tokens, random: () => number): BenchRequest {
   const thread = pick(random, data.threads);
-  const id = pick(random, [thread.headerId, ...thread.messageIds]);
+  const id = pick(random, [thread.headerId, ...thread.messageIds.filter((m) => !thread.unreadIds.includes(m))]);
   return { method: 'GET', path: `/fhir/Communication/${id}`, headers: bearer(data, tokens, thread.practitionerId) };
 }
 
@@ -78,6 +81,17 @@ export const SCENARIOS: Record<ScenarioName, ScenarioDefinition> = {
       });
       const headers = fromPatient && !client ? { authorization: `Bearer ${tokens.patients?.[thread.patientId]}` } : bearer(data, tokens, thread.practitionerId);
       return { method: 'POST', path: '/fhir/Communication', headers: { ...headers, 'content-type': 'application/fhir+json' }, body: JSON.stringify(message) };
+    },
+  },
+  'mark-read': {
+    name: 'mark-read',
+    label: 'mark read (a recipient opens an unread message)',
+    target: READ_TARGET,
+    // Each request opens the next unread message, so each is a first read (the read
+    // receipt: `received` set, a new version, its AuditEvent) until the list runs out.
+    request(data, tokens, _random, ordinal) {
+      const message = data.unread[ordinal % data.unread.length];
+      return { method: 'GET', path: `/fhir/Communication/${message.id}`, headers: bearer(data, tokens, message.practitionerId) };
     },
   },
   read: { name: 'read', label: 'read Communication by id', target: READ_TARGET, request: readById },
@@ -123,4 +137,4 @@ export const SCENARIOS: Record<ScenarioName, ScenarioDefinition> = {
   },
 };
 
-export const MEASURED_ORDER: ScenarioName[] = ['create', 'read', 'inbox', 'thread', 'inbox-threads'];
+export const MEASURED_ORDER: ScenarioName[] = ['create', 'mark-read', 'read', 'inbox', 'thread', 'inbox-threads'];
