@@ -361,6 +361,39 @@ describe('what a Subscription may be', () => {
     const hookForSelf = await send(drX.request, 'post', 'Subscription', restHook(`Communication?recipient=${doctorX}`, receiver.url('/hook')));
     expect(hookForSelf.status).toBe(403);
   });
+
+  it('never shows staff an integration’s rest-hook, whose headers carry its credentials', async () => {
+    const websocket = await send(drX.request, 'post', 'Subscription', { ...restHook(`Communication?recipient=${doctorX}`, ''), channel: { type: 'websocket' } });
+    expect(websocket.status).toBe(201);
+    const searched = await drX.request.get('/fhir/Subscription').query({ _count: '100' });
+    expect(searched.status).toBe(200);
+    const found = (searched.body.entry ?? []).map((e: { resource: { id: string; channel: { type: string } } }) => e.resource);
+    expect(found.map((s: { id: string }) => s.id)).toContain(websocket.body.id);
+    expect(found.every((s: { channel: { type: string } }) => s.channel.type === 'websocket')).toBe(true);
+    expect(searched.text).not.toContain('integration-secret');
+    const before = await server.request.get(`/fhir/Subscription/${hook}`);
+    for (const attempt of [
+      drX.request.get(`/fhir/Subscription/${hook}`),
+      drX.request.get(`/fhir/Subscription/${hook}/_history`),
+      drX.request.get('/fhir/Subscription').query({ _id: hook }),
+      drX.request.get('/fhir/Subscription').query({ type: 'rest-hook' }),
+      drX.request.get('/fhir/Subscription/_history'),
+      send(drX.request, 'put', `Subscription/${hook}`, { ...restHook(`Communication?recipient=${doctorX}`, ''), id: hook, channel: { type: 'websocket' } }),
+      drX.request.delete(`/fhir/Subscription/${hook}`),
+    ]) {
+      const res = await attempt;
+      expect(res.text).not.toContain('integration-secret');
+      if (res.status === 200) {
+        expect((res.body.entry ?? []).every((e: { resource: { channel: { type: string } } }) => e.resource.channel.type === 'websocket')).toBe(true);
+      } else {
+        expect([403, 404]).toContain(res.status);
+      }
+    }
+    // The integration's Subscription is untouched.
+    const after = await server.request.get(`/fhir/Subscription/${hook}`);
+    expect(after.body.channel.type).toBe('rest-hook');
+    expect(after.body.meta.versionId).toBe(before.body.meta.versionId);
+  });
 });
 
 describe('websocket', () => {

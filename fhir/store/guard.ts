@@ -48,7 +48,7 @@ export class AccessGuard {
     if (ctx.system) {
       return;
     }
-    const { restrictions } = permit(ctx, type, permission);
+    const restrictions = this.restrictions(ctx, type, permission);
     // SMART: the user's own fhirUser resource is readable with their token, even when it lies
     // outside the selected patient (a representative acting for another patient they represent).
     const ownRecord = permission === 'r' && ctx.fhirUser === `${type}/${row.id}`;
@@ -63,6 +63,14 @@ export class AccessGuard {
         throw forbidden(`The access token's scope does not cover ${type}/${row.id}`);
       }
     }
+  }
+
+  /**
+   * The query restrictions on `type` for `ctx` (throws 403 when the type is out of reach):
+   * those of the token's scopes, plus any its role carries whatever the scopes say.
+   */
+  restrictions(ctx: AccessContext, type: string, permission: Permission): [string, string][][] | undefined {
+    return withRoleRestriction(ctx, type, permit(ctx, type, permission).restrictions);
   }
 
   /** Throws 403 unless `ctx` may write `resource`, which lands in `compartments`. */
@@ -83,7 +91,7 @@ export class AccessGuard {
   private typeScope(ctx: AccessContext, type: string, permission: Permission): TypeScope {
     let restrictions: [string, string][][] | undefined;
     try {
-      restrictions = permit(ctx, type, permission).restrictions;
+      restrictions = this.restrictions(ctx, type, permission);
     } catch {
       return { denied: true };
     }
@@ -101,6 +109,19 @@ export class AccessGuard {
   private parseOptions() {
     return { defaultCount: 1, maxCount: 1, lenient: false, fhirBaseUrl: this.fhirBaseUrl };
   }
+}
+
+/**
+ * Restrictions a role carries whatever its scopes say. Staff reach websocket Subscriptions
+ * only (theirs and colleagues', which hold no secret): a rest-hook Subscription is an
+ * integration's configuration, and its channel headers carry that integration's credentials.
+ */
+function withRoleRestriction(ctx: AccessContext, type: string, restrictions: [string, string][][] | undefined): [string, string][][] | undefined {
+  if (type !== 'Subscription' || ctx.role !== 'practitioner') {
+    return restrictions;
+  }
+  const websocketOnly: [string, string] = ['type', 'websocket'];
+  return (restrictions ?? [[]]).map((set) => [...set, websocketOnly]);
 }
 
 function securityOf({ content, security }: StoredRow): readonly string[] {

@@ -2,7 +2,7 @@
  * Instance and type history: every version, newest first, paged by the history table's
  * sequence number (stable while others write), confined to what the caller may see.
  */
-import { compartmentsFor, CONFIDENTIAL_LABEL, permit } from '../access.js';
+import { compartmentsFor, CONFIDENTIAL_LABEL } from '../access.js';
 import type { AccessContext } from '../access.js';
 import type { Queryable } from '../db/database.js';
 import { forbidden, notFound } from '../errors.js';
@@ -50,7 +50,7 @@ export async function readHistory(
     params.push(id);
     conditions.push(`id = $${params.length}`);
   } else if (!ctx.system) {
-    if (permit(ctx, type, 's').restrictions) {
+    if (guard.restrictions(ctx, type, 's')) {
       throw forbidden(`Type history is not available under a query-restricted scope`);
     }
     const compartments = compartmentsFor(ctx, type);
