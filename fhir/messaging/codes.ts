@@ -45,8 +45,18 @@ export const PORTAL_EVENTS: Record<string, string> = {
   transmit: 'Health information transmitted to a third party',
 };
 
+/** Concept properties of the message-category CodeSystem, for apps to read. */
+export const CATEGORY_PROPERTIES = {
+  /** `patient` (a patient may start a thread with it) or `practice` (the practice sends it). */
+  sentBy: 'sent-by',
+  /** Business days within which the practice answers a patient's thread of this category. */
+  replyWithin: 'reply-within-business-days',
+} as const;
+
+type Concept = NonNullable<CodeSystem['concept']>[number];
+
 export function codeSystems(): CodeSystem[] {
-  const system = (id: string, url: string, name: string, title: string, description: string, concepts: [string, string][]): CodeSystem => ({
+  const system = (id: string, url: string, name: string, title: string, description: string, concepts: (Concept | [string, string])[], property?: CodeSystem['property']): CodeSystem => ({
     resourceType: 'CodeSystem',
     id,
     url,
@@ -60,8 +70,10 @@ export function codeSystems(): CodeSystem[] {
     caseSensitive: true,
     content: 'complete',
     count: concepts.length,
-    concept: concepts.map(([code, display]) => ({ code, display })),
+    ...(property ? { property } : {}),
+    concept: concepts.map((c) => (Array.isArray(c) ? { code: c[0], display: c[1] } : c)),
   });
+  const sentBy = (code: string): NonNullable<Concept['property']>[number] => ({ code: CATEGORY_PROPERTIES.sentBy, valueCode: code });
   return [
     system(
       'message-category',
@@ -69,7 +81,18 @@ export function codeSystems(): CodeSystem[] {
       'CareThreadMessageCategory',
       'CareThread message categories',
       'Categories of secure messages. Patient-started threads use the first seven; the practice sends reminders, education and clinical summaries.',
-      [...Object.entries(PATIENT_CATEGORIES).map(([c, v]) => [c, v.display] as [string, string]), ...Object.entries(PRACTICE_CATEGORIES)]
+      [
+        ...Object.entries(PATIENT_CATEGORIES).map(([code, v]) => ({
+          code,
+          display: v.display,
+          property: [sentBy('patient'), { code: CATEGORY_PROPERTIES.replyWithin, valueInteger: v.dueBusinessDays }],
+        })),
+        ...Object.entries(PRACTICE_CATEGORIES).map(([code, display]) => ({ code, display, property: [sentBy('practice')] })),
+      ],
+      [
+        { code: CATEGORY_PROPERTIES.sentBy, type: 'code', description: 'patient: a patient may start a thread in this category; practice: only the practice sends it' },
+        { code: CATEGORY_PROPERTIES.replyWithin, type: 'integer', description: 'Business days within which the practice answers (the due time of the thread\'s Task)' },
+      ]
     ),
     system(
       'portal-event',
