@@ -32,6 +32,7 @@ import { REST_HOOK_KIND, Subscriptions } from '../fhir/subscriptions/index.js';
 import { measureResources } from '../fhir/measures/catalog.js';
 import { MeasureEvaluator } from '../fhir/measures/evaluate.js';
 import { measureOperations } from '../fhir/measures/operations.js';
+import { portalOperations, RecordMailer, TRANSMIT_KIND } from '../fhir/portal/index.js';
 import { reportSigner, verifyReport } from '../auth/report-signing.js';
 import type { Deliverer } from '../fhir/outbox/outbox.js';
 import { auditChainOperations, auditEventHandlers, AuditSealer } from '../fhir/audit/index.js';
@@ -108,6 +109,9 @@ export class AppContext {
     const { portalUrl, smtpUrl, mailFrom, smsWebhookUrl } = messaging;
     this.notifier = new Notifier(store, db, { portalUrl, smtpUrl, mailFrom, smsWebhookUrl, log: logger.child({ subsystem: 'notifications' }) });
     this.deliverers.set('notify', this.notifier.deliver);
+    if (smtpUrl) {
+      this.deliverers.set(TRANSMIT_KIND, new RecordMailer({ smtpUrl, mailFrom }).deliver);
+    }
     this.reminders = new AppointmentReminders(db, store, this.effects, {
       leadHours: messaging.appointmentReminderHours,
       timeZone: messaging.practiceTimeZone,
@@ -149,6 +153,7 @@ export class AppContext {
         ...auditChainOperations(db, this.auditSealer, chainHeadSigner(auth.keys)),
         ...messagingOperations(this.fhirBase, this.inbox, store, db),
         ...notificationOperations(store, db, this.notifier),
+        ...portalOperations(store, db, { canTransmit: Boolean(smtpUrl), queued: () => this.outbox.wake() }),
         ...measureOperations(new MeasureEvaluator(db, store, { name: 'CareThread', version: SOFTWARE_VERSION }), store, audit, reportSigner(auth.keys), (report) => verifyReport(report, auth.keys.allPublicKeys())),
       },
     };

@@ -98,6 +98,7 @@ type Client = TestServer['request'];
 let patientId: string;
 let deleteId: string;
 let practitionerId: string;
+let messageId: string;
 
 /** A public SMART app, a patient who signs in to it, and the pages of one authorization in progress. */
 const APP_REDIRECT = 'https://app.example.org/callback';
@@ -150,10 +151,18 @@ function adminToken(scope: string): Promise<Response> {
 }
 
 beforeAll(async () => {
-  server = await startTestServer();
+  // An SMTP relay for $transmit to queue for (nothing listens: deliveries just wait).
+  server = await startTestServer({ env: { SMTP_URL: 'smtp://127.0.0.1:9' } });
   patientId = await createResource({ resourceType: 'Patient', name: [{ family: 'Openapi' }] });
   deleteId = await createResource({ resourceType: 'Patient', name: [{ family: 'Deletable' }] });
   practitionerId = await createResource({ resourceType: 'Practitioner', name: [{ family: 'Openapi' }] });
+  messageId = await createResource({
+    resourceType: 'Communication',
+    status: 'completed',
+    subject: { reference: `Patient/${patientId}` },
+    recipient: [{ reference: `Practitioner/${practitionerId}` }],
+    payload: [{ contentString: 'An example message' }],
+  });
   const registered = await server.request
     .post('/auth/register')
     .send({ client_name: 'OpenAPI test app', token_endpoint_auth_method: 'none', redirect_uris: [APP_REDIRECT], scope: 'openid fhirUser launch launch/patient patient/*.rs user/*.rs' });
@@ -229,6 +238,22 @@ const EXAMPLES: Record<string, (client: Client, url: string) => Test> = {
       .post(url)
       .set('content-type', FHIR_JSON)
       .send({ resourceType: 'Parameters', parameter: [{ name: 'channel', valueCode: 'none' }] }),
+  'GET /fhir/Patient/{id}/$health-record': (client, url) => client.get(url),
+  'GET /fhir/Patient/{id}/$download': (client, url) => client.get(url).query({ format: 'json' }),
+  'POST /fhir/Patient/{id}/$transmit': (client, url) =>
+    client
+      .post(url)
+      .set('content-type', FHIR_JSON)
+      .send({ resourceType: 'Parameters', parameter: [{ name: 'to', valueString: 'records@clinic.example.org' }] }),
+  'GET /fhir/Patient/{id}/$activity': (client, url) => client.get(url),
+  'GET /fhir/Communication/$inbox': (client, url) => client.get(url).query({ practitioner: `Practitioner/${practitionerId}`, _count: '5' }),
+  'GET /fhir/Communication/$response-times': (client, url) => client.get(url).query({ start: '2026-01-01', end: '2027-01-01' }),
+  'GET /fhir/Communication/{id}/$delivery-status': (client) => client.get(`/fhir/Communication/${messageId}/$delivery-status`),
+  'GET /web/config.json': (client, url) => client.get(url),
+  'GET /apps/provider/launch': (client, url) => client.get(url).query({ iss: `${server.fhirBase}`, launch: 'example' }),
+  'GET /apps/provider/': (client, url) => client.get(url),
+  'GET /portal/': (client, url) => client.get(url),
+  'GET /auditor/': (client, url) => client.get(url),
   'GET /fhir/.well-known/smart-configuration': (client, url) => client.get(url).set('accept', 'text/html'),
   'GET /fhir/.well-known/openid-configuration': (client, url) => client.get(url),
   'GET /fhir/Measure/{id}/$evaluate-measure': (client) =>

@@ -114,6 +114,23 @@ export class Inbox {
   }
 
   /**
+   * The practice pools a practitioner belongs to (Groups, and CareTeams about no one patient),
+   * with their names: what their inbox can be filtered by and threads forwarded to. A pool
+   * has no patient, so the practitioner's own searches, confined to their patients, miss it.
+   */
+  async poolsOf(practitioner: string): Promise<{ reference: string; name?: string }[]> {
+    const pools = (await identitiesOf(this.db, practitioner)).filter((r) => r.startsWith('CareTeam/') || r.startsWith('Group/'));
+    const ids = (type: string) => pools.filter((r) => r.startsWith(`${type}/`)).map((r) => r.slice(type.length + 1));
+    const rows = await this.db.query(
+      `SELECT 'CareTeam/' || id AS reference, content FROM "CareTeam" WHERE id = ANY($1::text[]) AND r_subject IS NULL AND NOT deleted
+       UNION ALL SELECT 'Group/' || id, content FROM "Group" WHERE id = ANY($2::text[]) AND NOT deleted
+       ORDER BY 1`,
+      [ids('CareTeam'), ids('Group')]
+    );
+    return rows.map((r) => ({ reference: r.reference, name: (JSON.parse(r.content) as { name?: string }).name }));
+  }
+
+  /**
    * Per provider or pool: messages received from the patient side, median and 90th
    * percentile time to the first reply (hours), and open threads past due.
    */

@@ -2,7 +2,8 @@
  * Messaging operations on the FHIR API:
  * - `GET Communication/$inbox?practitioner=&category=&pool=&_count=`: open threads for a
  *   provider and their pools, unread first, each with unread and message counts, urgency,
- *   due time and owner (entry `search.extension`);
+ *   due time and owner (entry `search.extension`), and the practice pools they belong to
+ *   (Bundle `extension` `#pool`, for filtering and forwarding);
  * - `GET Communication/$response-times?start=&end=`: per provider and pool, messages
  *   received, median and 90th percentile hours to the first reply, open threads past due;
  * - `GET Communication/{id}/$delivery-status`: where each delivery of the message stands.
@@ -46,7 +47,8 @@ export function messagingOperations(fhirBase: string, inbox: Inbox, store: Resou
         return `{"fullUrl":${JSON.stringify(`${fhirBase}/Communication/${t.id}`)},"resource":${t.content},"search":${JSON.stringify({ mode: 'match', extension })}}`;
       });
       const unread = threads.reduce((n, t) => n + t.unread, 0);
-      const head = { resourceType: 'Bundle', type: 'searchset', total: threads.length, extension: [{ url: `${EXT}#unread-total`, valueInteger: unread }] };
+      const pools = (await inbox.poolsOf(practitioner)).map((p) => ({ url: `${EXT}#pool`, valueReference: { reference: p.reference, ...(p.name ? { display: p.name } : {}) } }));
+      const head = { resourceType: 'Bundle', type: 'searchset', total: threads.length, extension: [{ url: `${EXT}#unread-total`, valueInteger: unread }, ...pools] };
       return { status: 200, body: `${JSON.stringify(head).slice(0, -1)},"entry":[${entries.join(',')}]}` };
     },
 

@@ -34,8 +34,12 @@ export interface RestResponse {
   status: number;
   /** JSON body (a resource or Bundle), if any. */
   body?: string;
-  /** Media type of `body` when it is not FHIR JSON. */
+  /** Media type of `body` (or `data`) when it is not FHIR JSON. */
   contentType?: string;
+  /** Raw bytes sent instead of `body` (with `contentType`), e.g. a PDF. */
+  data?: Buffer;
+  /** Further response headers (e.g. Content-Disposition of a download). */
+  headers?: Record<string, string>;
   /** The stored resource behind the body, for ETag / Last-Modified / Location. */
   stored?: StoredResource;
   location?: string;

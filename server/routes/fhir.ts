@@ -134,7 +134,14 @@ function send(req: Request, res: Response, response: RestResponse): void {
   if (response.location) {
     res.setHeader('Location', response.location);
   }
+  for (const [name, value] of Object.entries(response.headers ?? {})) {
+    res.setHeader(name, value);
+  }
   res.status(response.status);
+  if (response.data) {
+    res.type(response.contentType ?? 'application/octet-stream').send(response.data);
+    return;
+  }
   if (stored?.type === 'Binary' && req.method === 'GET' && response.body) {
     sendBinary(req, res, response.body, stored.data);
     return;

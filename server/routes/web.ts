@@ -40,6 +40,10 @@ export function webRouter(app: AppContext): Router {
     res.setHeader('Cache-Control', 'no-cache');
     next();
   });
+  // Browsers ask every page's origin for an icon, the sign-in pages' too: answer, not 404.
+  router.get('/favicon.ico', (_req, res) => {
+    res.status(204).end();
+  });
   router.get('/web/config.json', (_req, res) => {
     res.type('application/json').send(config);
   });
