@@ -4,10 +4,9 @@
  * Message-ID and can be recognised as a repeat. Failures are reported by kind and SMTP code
  * only: a server's own words can quote the recipient's address.
  */
-import nodemailer from 'nodemailer';
 import type { Transporter } from 'nodemailer';
-import { PermanentFailure } from '../outbox/outbox.js';
 import { noticeText, noticeToken } from './notice.js';
+import { mailDomain, smtpFailure, smtpTransport } from './smtp.js';
 
 export interface EmailOptions {
   smtpUrl: string;
@@ -21,13 +20,8 @@ export class EmailSender {
   private readonly domain: string;
 
   constructor(private readonly options: EmailOptions) {
-    this.transport = nodemailer.createTransport({
-      url: options.smtpUrl,
-      connectionTimeout: 10_000,
-      greetingTimeout: 10_000,
-      socketTimeout: 30_000,
-    });
-    this.domain = /@([^>\s]+)>?\s*$/.exec(options.mailFrom)?.[1] ?? 'carethread.invalid';
+    this.transport = smtpTransport(options.smtpUrl, 30_000);
+    this.domain = mailDomain(options.mailFrom);
   }
 
   /** Sends the notice; throws PermanentFailure when the server refuses it for good. */
@@ -44,13 +38,7 @@ export class EmailSender {
         headers: { 'Auto-Submitted': 'auto-generated' },
       });
     } catch (err) {
-      const { code, responseCode } = (err ?? {}) as { code?: string; responseCode?: number };
-      const detail = `SMTP delivery failed (${[code, responseCode].filter(Boolean).join(' ') || 'error'})`;
-      // 5xx: the server refused this message or recipient; sending it again will not help.
-      if (typeof responseCode === 'number' && responseCode >= 500 && responseCode < 600 && code !== 'EAUTH') {
-        throw new PermanentFailure(detail);
-      }
-      throw new Error(detail);
+      throw smtpFailure(err);
     }
   }
 

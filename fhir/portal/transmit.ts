@@ -9,8 +9,8 @@
  */
 import { createHash } from 'node:crypto';
 import type { Bundle } from '@medplum/fhirtypes';
-import nodemailer from 'nodemailer';
 import type { Transporter } from 'nodemailer';
+import { mailDomain, smtpFailure, smtpTransport } from '../notifications/smtp.js';
 import { PermanentFailure } from '../outbox/outbox.js';
 import type { Deliverer, OutboxEntry } from '../outbox/outbox.js';
 import { recordPdf } from './record-pdf.js';
@@ -52,8 +52,9 @@ export class RecordMailer {
   private readonly domain: string;
 
   constructor(private readonly options: RecordMailerOptions) {
-    this.transport = nodemailer.createTransport({ url: options.smtpUrl, connectionTimeout: 10_000, greetingTimeout: 10_000, socketTimeout: 60_000 });
-    this.domain = /@([^>\s]+)>?\s*$/.exec(options.mailFrom)?.[1] ?? 'carethread.invalid';
+    // A record with its PDF is larger than a notice: give the upload longer.
+    this.transport = smtpTransport(options.smtpUrl, 60_000);
+    this.domain = mailDomain(options.mailFrom);
   }
 
   /** The outbox deliverer of kind `record-transmit`. */
@@ -82,12 +83,7 @@ export class RecordMailer {
         headers: { 'Auto-Submitted': 'auto-generated' },
       });
     } catch (err) {
-      const { code, responseCode } = (err ?? {}) as { code?: string; responseCode?: number };
-      const detail = `SMTP delivery failed (${[code, responseCode].filter(Boolean).join(' ') || 'error'})`;
-      if (typeof responseCode === 'number' && responseCode >= 500 && responseCode < 600 && code !== 'EAUTH') {
-        throw new PermanentFailure(detail);
-      }
-      throw new Error(detail);
+      throw smtpFailure(err);
     }
   };
 
