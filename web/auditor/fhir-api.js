@@ -1,6 +1,6 @@
 // Small helpers over the fhirclient client for the auditor dashboard: following a search's
 // next links, naming patients from their references, readable errors, file downloads.
-import { personName } from '/web/dom.js';
+import { displayName } from '/web/dom.js';
 
 /** Every resource of a search, following `next` links (at most `maxPages` pages). */
 export async function searchAll(client, url, maxPages = 10) {
@@ -22,7 +22,7 @@ export async function patientNames(client, references) {
     const batch = ids.slice(i, i + 50);
     const patients = await searchAll(client, `Patient?_id=${batch.map(encodeURIComponent).join(',')}&_count=50`);
     for (const patient of patients) {
-      names.set(`Patient/${patient.id}`, personName(patient));
+      names.set(`Patient/${patient.id}`, displayName(patient));
     }
   }
   return names;

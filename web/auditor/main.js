@@ -2,7 +2,7 @@
 // page with "Sign in" until the authorization server has answered), then two views, the
 // engagement reports and the audit trail. Auditors never see message text: the server
 // refuses them Communication, and nothing here asks for it.
-import { announce, h, loadConfig, personName, render } from '/web/dom.js';
+import { announce, h, loadConfig, displayName, render } from '/web/dom.js';
 import { reportsView } from './reports.js';
 import { auditTrailView } from './audit-trail.js';
 
@@ -61,7 +61,7 @@ async function dashboard(client) {
     sessionStorage.clear();
     location.assign(location.pathname);
   };
-  render('#session', h('span', { class: 'who' }, who ? personName(who) : ''), ' ', h('button', { type: 'button', class: 'link', onclick: signOut }, 'Sign out'));
+  render('#session', h('span', { class: 'who' }, who ? displayName(who) : ''), ' ', h('button', { type: 'button', class: 'link', onclick: signOut }, 'Sign out'));
 
   const views = [
     { id: 'reports', label: 'Reports', build: reportsView },

@@ -2,11 +2,12 @@
 // carries the access token and refreshes it): the patient's threads and messages, their
 // care team (who they may write to), the record operations (view, download, transmit,
 // activity) and the notification preference.
+import { displayName } from '/web/dom.js';
+import { NameBook } from '/web/names.js';
 
 export const CATEGORY_SYSTEM = 'https://carethread.dev/fhir/CodeSystem/message-category';
 export const TAG_SYSTEM = 'https://carethread.dev/fhir/CodeSystem/tag';
 const FHIR_JSON = 'application/fhir+json';
-
 
 export function hasTag(resource, code) {
   return (resource?.meta?.tag ?? []).some((t) => t.system === TAG_SYSTEM && t.code === code);
@@ -16,20 +17,7 @@ export function categoryOf(resource) {
   return (resource?.category ?? []).flatMap((c) => c.coding ?? []).find((c) => c.system === CATEGORY_SYSTEM)?.code;
 }
 
-/** A readable name for a person, organization or pool. */
-export function displayName(resource) {
-  if (!resource) {
-    return '';
-  }
-  if (typeof resource.name === 'string') {
-    return resource.name;
-  }
-  const name = resource.name?.[0];
-  if (name) {
-    return name.text ?? [...(name.prefix ?? []), ...(name.given ?? []), name.family].filter(Boolean).join(' ');
-  }
-  return `${resource.resourceType}/${resource.id}`;
-}
+export { displayName };
 
 export class PortalApi {
   constructor(client) {
@@ -38,7 +26,7 @@ export class PortalApi {
     this.patient = `Patient/${client.patient.id}`;
     /** The signed-in person, `Patient/…` or `RelatedPerson/…`. */
     this.me = client.getFhirUser?.() ?? this.patient;
-    this.nameCache = new Map();
+    this.nameBook = new NameBook((reference) => this.get(reference), { me: this.me, meName: 'You', fallback: (_reference, display) => display ?? 'Care team' });
   }
 
   get(url) {
@@ -130,36 +118,9 @@ export class PortalApi {
     return people.map((reference) => ({ reference, name: names.get(reference) })).sort((a, b) => a.name.localeCompare(b.name));
   }
 
-  /** Display names for references (cached); unknown ones fall back to their display or id. */
-  async names(references, displays = new Map()) {
-    const unique = [...new Set(references.filter(Boolean))];
-    const entries = await Promise.all(
-      unique.map(async (reference) => {
-        if (!this.nameCache.has(reference)) {
-          this.nameCache.set(reference, this.lookUpName(reference, displays.get(reference)));
-        }
-        return [reference, await this.nameCache.get(reference)];
-      })
-    );
-    return new Map(entries);
-  }
-
-  async lookUpName(reference, display) {
-    if (reference === 'Organization/carethread') {
-      return display ?? 'CareThread';
-    }
-    if (reference === this.me) {
-      return 'You';
-    }
-    try {
-      const resource = await this.get(reference);
-      if (resource.resourceType === 'PractitionerRole' && resource.practitioner?.reference) {
-        return (await this.names([resource.practitioner.reference])).get(resource.practitioner.reference);
-      }
-      return displayName(resource);
-    } catch {
-      return display ?? 'Care team';
-    }
+  /** Display names for references (looked up once); see NameBook. */
+  names(references, displays) {
+    return this.nameBook.names(references, displays);
   }
 
   /** Starts a thread: its header, then the first message (with the attachment, if any). */

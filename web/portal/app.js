@@ -3,7 +3,7 @@
 // representative picks the patient they act for); on return `FHIR.oauth2.ready()` gives the
 // client, and the token's patient is the one the portal acts for. Views: messages, the
 // health record (view, download, transmit), the activity history, notification settings.
-import { h, loadConfig, personName, render } from '/web/dom.js';
+import { displayName, h, loadConfig, render } from '/web/dom.js';
 import { PortalApi, errorText } from './api.js';
 import { showActivity } from './activity-view.js';
 import { flash } from './flash.js';
@@ -68,7 +68,7 @@ function showWho(api, patient, me) {
   const acting = api.me !== api.patient;
   render(
     '#who',
-    h('span', {}, acting ? `${personName(me)} for ${personName(patient)}` : personName(patient)),
+    h('span', {}, acting ? `${displayName(me)} for ${displayName(patient)}` : displayName(patient)),
     ' ',
     h(
       'button',

@@ -1,8 +1,8 @@
 // My health record: a readable summary of what CareThread holds for the patient (opening it
 // is a "view"), downloads of the PDF and the FHIR JSON Bundle (a "download"), and sending
 // the record to another provider's e-mail or Direct address (a "transmit").
-import { formatDate, formatDateTime, h, personName, render } from '/web/dom.js';
-import { categoryOf, displayName, errorText, hasTag } from './api.js';
+import { displayName, formatDate, formatDateTime, h, render } from '/web/dom.js';
+import { categoryOf, errorText, hasTag } from './api.js';
 import { flash } from './flash.js';
 
 export async function showRecord({ api }, target) {
@@ -19,7 +19,7 @@ export async function showRecord({ api }, target) {
   const inThread = (t) => communications.filter((m) => m.partOf?.[0]?.reference === `Communication/${t.id}`);
   // The record carries the people it names; their names need no further requests.
   for (const r of resources.filter((x) => ['Practitioner', 'RelatedPerson', 'Organization'].includes(x.resourceType))) {
-    api.nameCache.set(`${r.resourceType}/${r.id}`, Promise.resolve(displayName(r)));
+    api.nameBook.remember(`${r.resourceType}/${r.id}`, displayName(r));
   }
   const names = await api.names(encounters.flatMap((e) => (e.participant ?? []).map((p) => p.individual?.reference)));
 
@@ -31,7 +31,7 @@ export async function showRecord({ api }, target) {
       'section',
       { class: 'card', 'aria-labelledby': 'about-title' },
       h('h3', { id: 'about-title' }, 'About you'),
-      h('dl', { class: 'facts' }, fact('Name', personName(patient)), patient?.birthDate ? fact('Date of birth', formatDate(patient.birthDate)) : null, patient?.gender ? fact('Gender', patient.gender) : null)
+      h('dl', { class: 'facts' }, fact('Name', displayName(patient)), patient?.birthDate ? fact('Date of birth', formatDate(patient.birthDate)) : null, patient?.gender ? fact('Gender', patient.gender) : null)
     ),
     section('visits', 'Visits', encounters, (e) =>
       h(

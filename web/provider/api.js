@@ -2,6 +2,8 @@
 // carries the access token and refreshes it): the inbox, a thread with its messages and
 // Task, read receipts, replies with attachments, claiming, reassigning, forwarding and
 // closing a thread, and the display names of the people and pools involved.
+import { displayName } from '/web/dom.js';
+import { NameBook } from '/web/names.js';
 
 export const INBOX_EXT = 'https://carethread.dev/fhir/StructureDefinition/inbox';
 export const CATEGORY_SYSTEM = 'https://carethread.dev/fhir/CodeSystem/message-category';
@@ -28,27 +30,14 @@ export function hasTag(resource, code) {
   return (resource?.meta?.tag ?? []).some((t) => t.system === TAG_SYSTEM && t.code === code);
 }
 
-/** A readable name for any resource that can send, receive or own a message. */
-export function displayName(resource) {
-  if (!resource) {
-    return '';
-  }
-  if (typeof resource.name === 'string') {
-    return resource.name;
-  }
-  const name = resource.name?.[0];
-  if (name) {
-    return name.text ?? [...(name.prefix ?? []), ...(name.given ?? []), name.family].filter(Boolean).join(' ');
-  }
-  return `${resource.resourceType}/${resource.id}`;
-}
+export { displayName };
 
 export class ProviderApi {
   constructor(client, me) {
     this.client = client;
     /** The signed-in practitioner, `Practitioner/…`. */
     this.me = me;
-    this.nameCache = new Map();
+    this.nameBook = new NameBook((reference) => this.get(reference), { me, role: (name) => `${name} (role)` });
   }
 
   get(url) {
@@ -108,13 +97,13 @@ export class ProviderApi {
       .filter((x) => x.url === `${INBOX_EXT}#pool` && x.valueReference?.reference)
       .map((x) => ({ reference: x.valueReference.reference, name: x.valueReference.display ?? 'Pool' }));
     for (const pool of pools) {
-      this.nameCache.set(pool.reference, Promise.resolve(pool.name));
+      this.nameBook.remember(pool.reference, pool.name);
     }
     const colleagues = practitioners
       .filter((p) => p.active !== false && `Practitioner/${p.id}` !== this.me)
       .map((p) => ({ reference: `Practitioner/${p.id}`, name: displayName(p) }));
     for (const colleague of colleagues) {
-      this.nameCache.set(colleague.reference, Promise.resolve(colleague.name));
+      this.nameBook.remember(colleague.reference, colleague.name);
     }
     const references = [this.me, ...roles.map((r) => `PractitionerRole/${r.id}`), ...careTeams.map((t) => `CareTeam/${t.id}`), ...pools.map((p) => p.reference)];
     return {
@@ -124,33 +113,9 @@ export class ProviderApi {
     };
   }
 
-  /** Display names for references (cached); unknown ones fall back to their display or id. */
-  async names(references, displays = new Map()) {
-    const unique = [...new Set(references.filter(Boolean))];
-    const entries = await Promise.all(
-      unique.map(async (reference) => {
-        if (!this.nameCache.has(reference)) {
-          this.nameCache.set(reference, this.lookUpName(reference, displays.get(reference)));
-        }
-        return [reference, await this.nameCache.get(reference)];
-      })
-    );
-    return new Map(entries);
-  }
-
-  async lookUpName(reference, display) {
-    if (reference === 'Organization/carethread') {
-      return display ?? 'CareThread';
-    }
-    try {
-      const resource = await this.get(reference);
-      if (resource.resourceType === 'PractitionerRole' && resource.practitioner?.reference) {
-        return `${(await this.names([resource.practitioner.reference])).get(resource.practitioner.reference)} (role)`;
-      }
-      return displayName(resource);
-    } catch {
-      return display ?? reference;
-    }
+  /** Display names for references (looked up once); see NameBook. */
+  names(references, displays) {
+    return this.nameBook.names(references, displays);
   }
 
   /** A thread: its header, its messages in the order they were sent, and its Task. */

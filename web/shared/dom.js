@@ -64,11 +64,20 @@ export function formatDate(value) {
   return Number.isNaN(date.getTime()) ? String(value) : date.toLocaleDateString(undefined, { dateStyle: 'medium' });
 }
 
-/** A person's display name from a Patient, Practitioner or RelatedPerson. */
-export function personName(resource) {
-  const name = resource?.name?.[0];
+/**
+ * A readable name: a person's (Patient, Practitioner, RelatedPerson: HumanName) or an
+ * organization's or pool's (a plain `name`); the reference when there is none.
+ */
+export function displayName(resource) {
+  if (!resource) {
+    return '';
+  }
+  if (typeof resource.name === 'string') {
+    return resource.name;
+  }
+  const name = resource.name?.[0];
   if (!name) {
-    return resource ? `${resource.resourceType}/${resource.id}` : '';
+    return `${resource.resourceType}/${resource.id}`;
   }
   return name.text ?? [...(name.prefix ?? []), ...(name.given ?? []), name.family].filter(Boolean).join(' ');
 }
