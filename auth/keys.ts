@@ -7,9 +7,11 @@
 import { randomUUID } from 'node:crypto';
 import { exportJWK, generateKeyPair, importJWK } from 'jose';
 import type { JWK, CryptoKey } from 'jose';
-import type { Database } from '../fhir/db/database.js';
+import type { Database, Queryable } from '../fhir/db/database.js';
 
 export const SIGNING_ALG = 'RS256';
+/** Arbitrary constant naming the lock under which the first signing key is created. */
+const FIRST_KEY_LOCK = 7_241_905_114;
 
 interface LoadedKey {
   kid: string;
@@ -31,9 +33,25 @@ export class KeyStore {
     const store = new KeyStore(db, retentionSeconds);
     await store.load();
     if (!store.keys.some((k) => !k.retiredAt)) {
-      await store.rotate();
+      await store.createFirstKey();
     }
     return store;
+  }
+
+  /**
+   * Instances starting together on a new database must agree on one key: each rotating would
+   * retire the others' key and sign with its own, which they never loaded, so their tokens
+   * would be refused by each other. Under the lock only the first creates it.
+   */
+  private async createFirstKey(): Promise<void> {
+    const key = await newKey();
+    await this.db.transaction(async (tx) => {
+      await tx.query('SELECT pg_advisory_xact_lock($1)', [FIRST_KEY_LOCK]);
+      if (!(await tx.query('SELECT 1 FROM auth_keys WHERE retired_at IS NULL LIMIT 1')).length) {
+        await insertKey(tx, key);
+      }
+    });
+    await this.load();
   }
 
   /** The key new signatures use. */
@@ -61,21 +79,13 @@ export class KeyStore {
 
   /** Retires the active key and starts signing with a new one. */
   async rotate(): Promise<string> {
-    const kid = randomUUID();
-    const { privateKey, publicKey } = await generateKeyPair(SIGNING_ALG, { extractable: true, modulusLength: 2048 });
-    const privateJwk = { ...(await exportJWK(privateKey)), kid, alg: SIGNING_ALG };
-    const publicJwk = { ...(await exportJWK(publicKey)), kid, alg: SIGNING_ALG, use: 'sig' };
+    const key = await newKey();
     await this.db.transaction(async (tx) => {
       await tx.query('UPDATE auth_keys SET retired_at = now() WHERE retired_at IS NULL');
-      await tx.query('INSERT INTO auth_keys (kid, alg, private_jwk, public_jwk) VALUES ($1, $2, $3, $4)', [
-        kid,
-        SIGNING_ALG,
-        JSON.stringify(privateJwk),
-        JSON.stringify(publicJwk),
-      ]);
+      await insertKey(tx, key);
     });
     await this.load();
-    return kid;
+    return key.kid;
   }
 
   /** Re-reads the keys (another instance may have rotated). */
@@ -95,4 +105,29 @@ export class KeyStore {
     }
     this.keys = keys;
   }
+}
+
+interface NewKey {
+  kid: string;
+  privateJwk: JWK;
+  publicJwk: JWK;
+}
+
+async function newKey(): Promise<NewKey> {
+  const kid = randomUUID();
+  const { privateKey, publicKey } = await generateKeyPair(SIGNING_ALG, { extractable: true, modulusLength: 2048 });
+  return {
+    kid,
+    privateJwk: { ...(await exportJWK(privateKey)), kid, alg: SIGNING_ALG },
+    publicJwk: { ...(await exportJWK(publicKey)), kid, alg: SIGNING_ALG, use: 'sig' },
+  };
+}
+
+async function insertKey(tx: Queryable, key: NewKey): Promise<void> {
+  await tx.query('INSERT INTO auth_keys (kid, alg, private_jwk, public_jwk) VALUES ($1, $2, $3, $4)', [
+    key.kid,
+    SIGNING_ALG,
+    JSON.stringify(key.privateJwk),
+    JSON.stringify(key.publicJwk),
+  ]);
 }

@@ -9,6 +9,7 @@ import pg from 'pg';
 import { PGlite } from '@electric-sql/pglite';
 import { assertChannel, listenPostgres } from './listener.js';
 import type { NotifyHandler } from './listener.js';
+import { isConnectionLoss } from '../errors.js';
 
 export type Row = Record<string, any>;
 
@@ -53,6 +54,8 @@ async function openPostgres(url: string, max: number, statementTimeoutMs?: numbe
     max,
     statement_timeout: statementTimeoutMs,
     idleTimeoutMillis: 30_000,
+    // A request waiting for a connection fails (503) instead of waiting forever.
+    connectionTimeoutMillis: 10_000,
   });
   // A dropped connection surfaces here; the pool replaces it on the next checkout.
   pool.on('error', () => undefined);
@@ -64,6 +67,13 @@ async function openPostgres(url: string, max: number, statementTimeoutMs?: numbe
     },
     async transaction(fn) {
       const client = await pool.connect();
+      // A checked-out client is not watched by the pool: without a listener, a connection
+      // dropped mid-transaction emits an unhandled 'error' and takes the process down. The
+      // failure reaches the caller through the pending query; the dead client is discarded
+      // on release.
+      let broken: Error | undefined;
+      const onError = (err: Error) => (broken = err);
+      client.on('error', onError);
       try {
         await client.query('BEGIN');
         const tx: Queryable = {
@@ -75,10 +85,16 @@ async function openPostgres(url: string, max: number, statementTimeoutMs?: numbe
         await client.query('COMMIT');
         return result;
       } catch (err) {
-        await client.query('ROLLBACK').catch(() => undefined);
+        if (isConnectionLoss(err)) {
+          // The transaction died with its connection; a ROLLBACK there may never be answered.
+          broken ??= err as Error;
+        } else {
+          await rollback(client).catch((rollbackErr: Error) => (broken ??= rollbackErr));
+        }
         throw err;
       } finally {
-        client.release();
+        client.off('error', onError);
+        client.release(broken);
       }
     },
     listen(channel, onNotify) {
@@ -89,6 +105,21 @@ async function openPostgres(url: string, max: number, statementTimeoutMs?: numbe
     },
   };
 }
+
+/** ROLLBACK, given up after a few seconds: a client whose rollback hangs is discarded, not reused. */
+async function rollback(client: pg.PoolClient): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error('ROLLBACK was not answered')), ROLLBACK_TIMEOUT_MS);
+  });
+  try {
+    await Promise.race([client.query('ROLLBACK'), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+const ROLLBACK_TIMEOUT_MS = 5000;
 
 async function openPglite(dir: string): Promise<Database> {
   fs.mkdirSync(dir, { recursive: true });
