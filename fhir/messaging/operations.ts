@@ -15,6 +15,7 @@ import type { Database } from '../db/database.js';
 import { badRequest, forbidden } from '../errors.js';
 import type { Operation, RestRequest } from '../rest/dispatch.js';
 import type { ResourceStore } from '../store/store.js';
+import { dateRange } from '../search/dates.js';
 import { CANONICAL_BASE } from './codes.js';
 import type { Inbox } from './inbox.js';
 
@@ -56,9 +57,10 @@ export function messagingOperations(fhirBase: string, inbox: Inbox, store: Resou
       requireGet(req);
       requireStaff(ctx);
       const query = new Map(req.query);
-      const start = query.get('start') ?? new Date(Date.now() - 30 * 86_400_000).toISOString();
-      const end = query.get('end') ?? new Date().toISOString();
-      if (Number.isNaN(Date.parse(start)) || Number.isNaN(Date.parse(end))) {
+      // Date.parse takes values PostgreSQL does not (e.g. "0"): accept FHIR dates and instants only.
+      const start = dateRange(query.get('start') ?? new Date(Date.now() - 30 * 86_400_000).toISOString())?.low;
+      const end = dateRange(query.get('end') ?? new Date().toISOString())?.low;
+      if (!start || !end) {
         throw badRequest('start and end must be dates or instants');
       }
       const rows = await inbox.responseTimes(start, end);

@@ -9,6 +9,7 @@ import type { Queryable } from '../db/database.js';
 import { badRequest, methodNotAllowed, notFound } from '../errors.js';
 import type { ResourceStore, StoredResource, WriteResult } from '../store/store.js';
 import { renderHistoryBundle, renderSearchBundle, searchLinks } from './render.js';
+import { dateRange } from '../search/dates.js';
 
 export type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
@@ -153,10 +154,11 @@ async function history(env: RestEnvironment, ctx: AccessContext, type: string, i
       }
       count = Number(value);
     } else if (name === '_since') {
-      if (Number.isNaN(Date.parse(value))) {
+      // Date.parse takes values PostgreSQL does not (e.g. "0"): accept FHIR instants only.
+      since = dateRange(value)?.low;
+      if (!since) {
         throw badRequest('_since must be an instant', ['_since']);
       }
-      since = value;
     } else if (name === '_cursor') {
       if (!/^\d{1,18}$/.test(value)) {
         throw badRequest('Invalid history cursor', ['_cursor']);

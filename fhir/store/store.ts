@@ -7,8 +7,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Resource } from '@medplum/fhirtypes';
-import { applyPatch } from 'rfc6902';
 import type { Operation } from 'rfc6902';
+import { applyJsonPatch } from './json-patch.js';
 import type { AccessContext } from '../access.js';
 import type { AuditLog, AuditRecord, Interaction } from '../audit/audit-log.js';
 import type { Database, Queryable } from '../db/database.js';
@@ -130,10 +130,7 @@ export class ResourceStore {
         throw preconditionFailed(`Version ${options.ifMatch} is not the current version of ${type}/${id}`);
       }
       const resource = JSON.parse(current.content) as Resource;
-      const errors = applyPatch(resource, operations as Operation[]).filter((e) => e !== null);
-      if (errors.length) {
-        throw badRequest(`The patch could not be applied: ${errors[0]!.message}`);
-      }
+      applyJsonPatch(resource, operations as Operation[]);
       if (resource.resourceType !== type || resource.id !== id) {
         throw badRequest('A patch may not change resourceType or id');
       }

@@ -5,7 +5,6 @@
  * result, against the version it was applied to (a concurrent change answers 412).
  */
 import type { Subscription } from '@medplum/fhirtypes';
-import { applyPatch } from 'rfc6902';
 import type { Operation } from 'rfc6902';
 import type { AccessContext, Permission } from '../access.js';
 import { permit } from '../access.js';
@@ -13,6 +12,7 @@ import type { Queryable } from '../db/database.js';
 import { badRequest, gone, notFound, preconditionFailed } from '../errors.js';
 import type { TypeHandlers } from '../rest/dispatch.js';
 import type { ResourceStore, WriteResult } from '../store/store.js';
+import { applyJsonPatch } from '../store/json-patch.js';
 import { isValidId, validateIncoming } from '../validate.js';
 import { assertMayManage, checkSubscription } from './rules.js';
 
@@ -56,10 +56,7 @@ export function subscriptionHandlers(store: ResourceStore): TypeHandlers {
           throw preconditionFailed(`Version ${options.ifMatch} is not the current version of Subscription/${id}`);
         }
         const resource = JSON.parse(current.content) as Subscription;
-        const errors = applyPatch(resource, operations as Operation[]).filter((e) => e !== null);
-        if (errors.length) {
-          throw badRequest(`The patch could not be applied: ${errors[0]!.message}`);
-        }
+        applyJsonPatch(resource, operations as Operation[]);
         if (resource.resourceType !== 'Subscription' || resource.id !== id) {
           throw badRequest('A patch may not change resourceType or id');
         }

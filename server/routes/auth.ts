@@ -13,6 +13,7 @@ import type { AuthorizeParams, AuthorizeStep } from '../../auth/authorize.js';
 import type { AppContext } from '../context.js';
 import { openCors } from '../cors.js';
 import { rateLimit } from '../rate-limit.js';
+import { httpError } from '../errors.js';
 
 export function discoveryRouter(app: AppContext): Router {
   const router = express.Router();
@@ -170,13 +171,11 @@ function oauthErrorHandler(err: unknown, _req: Request, res: Response, next: Nex
     res.status(err.status).json(err.toJSON());
     return;
   }
-  const parserError = err as { type?: string; status?: number };
-  if (parserError?.type === 'entity.parse.failed') {
-    res.status(400).json({ error: 'invalid_request', error_description: 'The request body is not valid' });
-    return;
-  }
-  if (parserError?.type === 'entity.too.large') {
-    res.status(413).json({ error: 'invalid_request', error_description: 'The request body is too large' });
+  // Any other client error (body parser: bad JSON, too large, unsupported charset or
+  // encoding; a malformed URL) is still an OAuth error here, with the status it means.
+  const error = httpError(err);
+  if (error.status < 500) {
+    res.status(error.status).json({ error: 'invalid_request', error_description: error.outcome.issue?.[0]?.details?.text ?? 'The request could not be processed' });
     return;
   }
   next(err);
