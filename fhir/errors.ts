@@ -39,6 +39,25 @@ export const unsupportedMediaType = fail(415, 'not-supported');
 export const unprocessable = fail(422, 'business-rule');
 export const tooManyRequests = fail(429, 'throttled');
 
+/** PostgreSQL's query_canceled: `statement_timeout` (or a cancel) stopped the statement. */
+const QUERY_CANCELED = '57014';
+/** SQLSTATE of "invalid byte sequence for encoding UTF8: 0x00". */
+const CHARACTER_NOT_IN_REPERTOIRE = '22021';
+
+/**
+ * The database connection went away under the request: class 08 (connection exception),
+ * 57P01–57P03 (the server terminated it, is shutting down, or cannot accept connections),
+ * or node-postgres's own words for a socket that closed, a client left unusable by it, or
+ * no connection to be had in time.
+ */
+export function isConnectionLoss(err: unknown): boolean {
+  const { code, message } = (err ?? {}) as { code?: unknown; message?: unknown };
+  return (
+    (typeof code === 'string' && (code.startsWith('08') || ['57P01', '57P02', '57P03'].includes(code))) ||
+    (typeof message === 'string' && /^Connection terminated|is not queryable$|^timeout exceeded when trying to connect$/.test(message))
+  );
+}
+
 /** Converts anything thrown into a FhirError; unknown errors become an opaque 500. */
 export function toFhirError(err: unknown): FhirError {
   if (err instanceof FhirError) {
@@ -47,6 +66,18 @@ export function toFhirError(err: unknown): FhirError {
   if (err instanceof OperationOutcomeError) {
     // Validation failures from @medplum/core: the resource is invalid.
     return new FhirError(400, err.outcome);
+  }
+  if ((err as { code?: unknown } | undefined)?.code === QUERY_CANCELED) {
+    // Not the client's fault and likely to pass on a retry: 503 (with Retry-After), not a 500.
+    return new FhirError(503, outcome('timeout', 'The database took too long to answer; try again shortly'));
+  }
+  if (isConnectionLoss(err)) {
+    // The transaction rolled back with the connection; the pool reconnects, so a retry works.
+    return new FhirError(503, outcome('transient', 'The database connection was lost; try again shortly'));
+  }
+  if ((err as { code?: unknown } | undefined)?.code === CHARACTER_NOT_IN_REPERTOIRE) {
+    // PostgreSQL text cannot hold NUL: a search value, id or form field carrying one is bad input.
+    return new FhirError(400, outcome('invalid', 'The request contains a NUL character, which no value may hold'));
   }
   return new FhirError(500, outcome('exception', 'Internal server error'));
 }

@@ -29,6 +29,25 @@ export interface ServerConfig {
   auth: AuthConfig;
   messaging: MessagingConfig;
   web: WebConfig;
+  limits: LimitsConfig;
+}
+
+/** Rate limits, timeouts, load shedding and the metrics endpoint (README "Limits, metrics and logs"). */
+export interface LimitsConfig {
+  /** FHIR API requests per minute per signed-in user (`fhirUser`); 0: no limit. */
+  apiRequestsPerMinutePerUser: number;
+  /** FHIR API requests per minute per client acting without a user (backend services); 0: no limit. */
+  apiRequestsPerMinutePerClient: number;
+  /** A request still unanswered after this long gets 503 (and Node drops clients slower than it to send one). */
+  requestTimeoutMs: number;
+  /** PostgreSQL `statement_timeout`: a statement running longer is cancelled (503). */
+  statementTimeoutMs: number;
+  /** Requests handled at once before new ones are refused with 503 (health and metrics excepted); 0: no cap. */
+  maxInFlight: number;
+  /** Longest event-loop delay in the last second above which new requests are refused with 503; 0: not checked. */
+  maxEventLoopDelayMs: number;
+  /** Bearer token that `GET /metrics` requires; unset: served to loopback addresses only. */
+  metricsToken?: string;
 }
 
 /** The browser apps served at `/apps/provider/`, `/portal/` and `/auditor/`. */
@@ -54,6 +73,8 @@ export interface MessagingConfig {
   outboxPollMs: number;
   /** First retry delay of a failed outbox delivery; doubles per attempt, capped at an hour. */
   outboxBaseBackoffMs: number;
+  /** How long a claimed outbox entry is reserved for the instance that claimed it (retried after, e.g. when it crashed). */
+  outboxLeaseMs: number;
   /** SMTP server for e-mail notices (`smtp://user:pass@host:port`); none: e-mail is not sent. */
   smtpUrl?: string;
   mailFrom: string;
@@ -187,12 +208,26 @@ export function loadConfig(env: Env = process.env): ServerConfig {
     practiceTimeZone: timeZone(env, 'PRACTICE_TIME_ZONE', 'UTC'),
     outboxPollMs: integer(env, 'OUTBOX_POLL_MS', 1000, 10, 3_600_000),
     outboxBaseBackoffMs: integer(env, 'OUTBOX_BASE_BACKOFF_MS', 2000, 10, 3_600_000),
+    outboxLeaseMs: integer(env, 'OUTBOX_LEASE_MS', 60_000, 1000, 3_600_000),
     smtpUrl,
     mailFrom: optional(env, 'MAIL_FROM') ?? 'CareThread <no-reply@carethread.invalid>',
     smsWebhookUrl: optional(env, 'SMS_WEBHOOK_URL') ? url(env, 'SMS_WEBHOOK_URL', '') : undefined,
     ehr,
   };
   const web: WebConfig = { frameAncestors: origins(env, 'FRAME_ANCESTORS') };
+  const metricsToken = optional(env, 'METRICS_TOKEN');
+  if (metricsToken && !/^[A-Za-z0-9\-._~+/]{16,}=*$/.test(metricsToken)) {
+    throw new ConfigError('METRICS_TOKEN', 'must be at least 16 characters of A-Z a-z 0-9 - . _ ~ + /');
+  }
+  const limits: LimitsConfig = {
+    apiRequestsPerMinutePerUser: integer(env, 'API_REQUESTS_PER_MINUTE_PER_USER', 12_000, 0, 10_000_000),
+    apiRequestsPerMinutePerClient: integer(env, 'API_REQUESTS_PER_MINUTE_PER_CLIENT', 120_000, 0, 10_000_000),
+    requestTimeoutMs: integer(env, 'REQUEST_TIMEOUT_MS', 60_000, 100, 3_600_000),
+    statementTimeoutMs: integer(env, 'STATEMENT_TIMEOUT_MS', 30_000, 100, 3_600_000),
+    maxInFlight: integer(env, 'MAX_IN_FLIGHT', 64, 0, 100_000),
+    maxEventLoopDelayMs: integer(env, 'MAX_EVENT_LOOP_DELAY_MS', 0, 0, 60_000),
+    metricsToken,
+  };
   return {
     port,
     baseUrl,
@@ -207,6 +242,7 @@ export function loadConfig(env: Env = process.env): ServerConfig {
     auth,
     messaging,
     web,
+    limits,
   };
 }
 

@@ -40,6 +40,8 @@ import { chainHeadSigner } from '../auth/audit-signing.js';
 import type { ServerConfig } from './config.js';
 import { createLogger } from './logger.js';
 import type { Logger } from './logger.js';
+import { LoadShedder } from './load-shedding.js';
+import { Metrics } from './metrics.js';
 
 export const SOFTWARE_VERSION = '0.1.0';
 
@@ -72,6 +74,10 @@ export class AppContext {
   readonly auditSealer: AuditSealer;
   /** The FHIR REST layer: the store plus type handlers and operations. */
   readonly rest: RestEnvironment;
+  /** Refuses new requests with 503 while the server is overloaded (`MAX_IN_FLIGHT`, `MAX_EVENT_LOOP_DELAY_MS`). */
+  readonly shedder: LoadShedder;
+  /** The Prometheus registry behind `GET /metrics`. */
+  readonly metrics: Metrics;
 
   private constructor(
     readonly config: ServerConfig,
@@ -100,6 +106,7 @@ export class AppContext {
       ...DEFAULT_OUTBOX_OPTIONS,
       pollIntervalMs: messaging.outboxPollMs,
       baseBackoffMs: messaging.outboxBaseBackoffMs,
+      leaseMs: messaging.outboxLeaseMs,
     });
     if (messaging.ehr) {
       this.deliverers.set('ehr', ehrDeliverer({ endpoint: messaging.ehr, store, db, ourFhirBase: this.fhirBase, log: logger.child({ subsystem: 'ehr' }) }));
@@ -157,6 +164,8 @@ export class AppContext {
         ...measureOperations(new MeasureEvaluator(db, store, { name: 'CareThread', version: SOFTWARE_VERSION }), store, audit, reportSigner(auth.keys), (report) => verifyReport(report, auth.keys.allPublicKeys())),
       },
     };
+    this.shedder = new LoadShedder(config.limits);
+    this.metrics = new Metrics({ db, outboxEvents: this.outbox.events, operationKeys: Object.keys(this.rest.operations ?? {}), inFlight: () => this.shedder.inFlight });
   }
 
   /** Starts the background workers (the audit sealer, the outbox, the appointment reminders, the thread auto-close). */
@@ -176,7 +185,7 @@ export class AppContext {
     loadDefinitions();
     const db =
       overrides.db ??
-      (await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolSize: config.databasePoolSize, statementTimeoutMs: 30_000 }));
+      (await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolSize: config.databasePoolSize, statementTimeoutMs: config.limits.statementTimeoutMs }));
     const applied = await migrate(db);
     if (applied.length) {
       logger.info({ migrations: applied }, 'applied database migrations');
@@ -209,6 +218,7 @@ export class AppContext {
 
   /** Flushes queued audit entries and closes the database. */
   async close(): Promise<void> {
+    this.shedder.close();
     await this.reminders.stop();
     await this.outbox.stop();
     await this.threadAutoClose.stop();

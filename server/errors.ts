@@ -3,6 +3,8 @@
  * OperationOutcome; body-parser failures become the 4xx they mean; anything else is a 500
  * that says nothing internal (the detail goes to the log, tied to the request id).
  */
+import type { Server } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import { OAuthError } from '../auth/errors.js';
 import { TokenRequired } from '../auth/resource-server.js';
@@ -72,3 +74,33 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
 export const notFoundHandler: RequestHandler = (req, res) => {
   sendOutcome(res, new FhirError(404, outcome('not-found', `No endpoint at ${req.method} ${req.path}`)));
 };
+
+/**
+ * Requests Node's HTTP parser refuses before any route sees them (headers over 16 KiB, a
+ * malformed request line or header, a bad Content-Length) get an OperationOutcome too, not
+ * Node's bodiless default answer.
+ */
+export function answerClientErrors(server: Server): void {
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    if (err.code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const [status, reason, text] =
+      err.code === 'HPE_HEADER_OVERFLOW'
+        ? [431, 'Request Header Fields Too Large', 'The request headers are larger than this server accepts']
+        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? [408, 'Request Timeout', 'The request was not received in time']
+          : [400, 'Bad Request', 'The request is not valid HTTP'];
+    // The authorization server answers in OAuth errors: tell by the request line, if it got that far.
+    const requestLine = (err as { rawPacket?: Buffer }).rawPacket?.subarray(0, 64).toString('latin1') ?? '';
+    const oauth = /^[A-Z]+ \/auth\//.test(requestLine);
+    const body = oauth
+      ? JSON.stringify({ error: 'invalid_request', error_description: text })
+      : JSON.stringify(outcome(status === 408 ? 'timeout' : status === 431 ? 'too-costly' : 'invalid', text));
+    socket.end(
+      `HTTP/1.1 ${status} ${reason}\r\nContent-Type: ${oauth ? 'application/json' : 'application/fhir+json'}; charset=utf-8\r\n` +
+        `Content-Security-Policy: default-src 'none'\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`
+    );
+  });
+}

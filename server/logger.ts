@@ -1,6 +1,6 @@
 /**
- * Structured logs (pino). Request logs carry the request id, method, path without its query
- * string (queries can name patients), status and duration; headers and bodies are never
+ * Structured logs (pino). Request logs carry the request id, method, route pattern (not the
+ * path or query: ids and search values can name patients), status and duration; headers and bodies are never
  * logged, and the redaction list catches secrets that reach a log call by accident.
  */
 import pino from 'pino';

@@ -6,13 +6,17 @@
 import type { Server } from 'node:http';
 import { createApp } from './app.js';
 import { ConfigError, loadConfig } from './config.js';
+import { answerClientErrors } from './errors.js';
 import { AppContext } from './context.js';
+import { applyHttpTimeouts } from './request-timeout.js';
 import { attachWebsocket } from './websocket.js';
 
 export async function start(): Promise<{ server: Server; app: AppContext }> {
   const config = loadConfig();
   const app = await AppContext.fromConfig(config);
   const server = createApp(app).listen(config.port);
+  applyHttpTimeouts(server, config.limits);
+  answerClientErrors(server);
   app.startWorkers();
   await new Promise<void>((resolve, reject) => {
     server.once('listening', resolve);

@@ -201,6 +201,7 @@ const EXAMPLES: Record<string, (client: Client, url: string) => Test> = {
   'GET /healthz': (client, url) => client.get(url),
   'GET /readyz': (client, url) => client.get(url),
   'GET /openapi.yaml': (client, url) => client.get(url),
+  'GET /metrics': (client, url) => client.get(url),
   'GET /fhir/metadata': (client, url) => client.get(url),
   'POST /fhir': (client, url) =>
     client

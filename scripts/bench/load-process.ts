@@ -18,6 +18,17 @@ export interface RunCommand {
   scenario: ScenarioName;
   seconds: number;
   connections: number;
+  /** Open loop: this many requests a second from all connections together (autocannon's overallRate). */
+  overallRate?: number;
+  /** Probe GET /healthz on a new connection this often (ms) during the run, as an orchestrator would. */
+  healthProbeMs?: number;
+}
+
+/** The /healthz probe of an overload run: latency of each probe, and those that failed or took over 2 s. */
+export interface HealthProbe {
+  probes: number;
+  failed: number;
+  latencyMs: { p50: number; p99: number; max: number };
 }
 
 export type LoadCommand = { type: 'data'; data: LoadData } | RunCommand;
@@ -34,6 +45,9 @@ export interface LoadResult {
   bytesPerResponse: number;
   /** CPU seconds the load generator itself used (user + system). */
   cpuSeconds: number;
+  /** Latency percentiles of the 2xx responses alone (overload runs, where the rest are fast 503s). */
+  latency2xxMs?: { p50: number; p99: number };
+  health?: HealthProbe;
 }
 
 let data: LoadData | undefined;
@@ -74,21 +88,34 @@ async function run(command: RunCommand): Promise<LoadResult> {
     },
   };
   const latencies: number[] = [];
+  const latencies2xx: number[] = [];
   const cpuBefore = process.cpuUsage();
   const started = performance.now();
+  const probe = command.healthProbeMs ? probeHealth(command.url, command.healthProbeMs) : undefined;
   const result = await new Promise<autocannon.Result>((resolve, reject) => {
     const instance = autocannon(
-      { url: command.url, connections: command.connections, duration: command.seconds, requests: [template] },
+      {
+        url: command.url,
+        connections: command.connections,
+        duration: command.seconds,
+        requests: [template],
+        ...(command.overallRate ? { overallRate: command.overallRate } : {}),
+      },
       (err, finished) => (err ? reject(err) : resolve(finished))
     );
-    instance.on('response', (_client, _status, _bytes, responseTime) => {
+    instance.on('response', (_client, status, _bytes, responseTime) => {
       latencies.push(responseTime);
+      if (status >= 200 && status < 300) {
+        latencies2xx.push(responseTime);
+      }
     });
   });
+  const health = await probe?.stop();
   const seconds = (performance.now() - started) / 1000;
   const cpu = process.cpuUsage(cpuBefore);
   const sorted = Float64Array.from(latencies).sort();
-  const at = (p: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)] : NaN);
+  const at = (p: number) => percentile(sorted, p);
+  const sorted2xx = Float64Array.from(latencies2xx).sort();
   const statusCodes: Record<string, number> = {};
   for (const [code, stats] of Object.entries(result.statusCodeStats ?? {})) {
     statusCodes[code] = (stats as { count: number }).count;
@@ -110,5 +137,52 @@ async function run(command: RunCommand): Promise<LoadResult> {
     timeouts: result.timeouts,
     bytesPerResponse: result.throughput.total / (sorted.length || 1),
     cpuSeconds: (cpu.user + cpu.system) / 1e6,
+    ...(command.overallRate || command.healthProbeMs ? { latency2xxMs: { p50: percentile(sorted2xx, 0.5), p99: percentile(sorted2xx, 0.99) } } : {}),
+    ...(health ? { health } : {}),
+  };
+}
+
+function percentile(sorted: Float64Array, p: number): number {
+  return sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)] : NaN;
+}
+
+/**
+ * GET /healthz every `everyMs` on a fresh connection (as a load balancer's or orchestrator's
+ * probe does) until stopped; a probe that fails or takes over 2 s counts as failed.
+ */
+function probeHealth(url: string, everyMs: number): { stop(): Promise<HealthProbe> } {
+  const latencies: number[] = [];
+  const pending = new Set<Promise<void>>();
+  let failed = 0;
+  let probes = 0;
+  const once = () => {
+    probes++;
+    const started = performance.now();
+    const done = fetch(`${url}/healthz`, { signal: AbortSignal.timeout(2000), headers: { connection: 'close' } })
+      .then(async (res) => {
+        await res.arrayBuffer();
+        if (res.status !== 200) {
+          failed++;
+        }
+        latencies.push(performance.now() - started);
+      })
+      .catch(() => {
+        failed++;
+      })
+      .finally(() => pending.delete(done));
+    pending.add(done);
+  };
+  const timer = setInterval(once, everyMs);
+  return {
+    async stop() {
+      clearInterval(timer);
+      await Promise.all(pending);
+      const sorted = Float64Array.from(latencies).sort();
+      return {
+        probes,
+        failed,
+        latencyMs: { p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), max: sorted.length ? sorted[sorted.length - 1] : NaN },
+      };
+    },
   };
 }

@@ -111,6 +111,33 @@ export function formatEngine(result: EngineResult): string {
       .filter((s) => s.firstReads !== undefined)
       .map((s) => `${s.scenario}: ${n(s.firstReads!)} of the ${n(s.requests)} measured requests were first reads (received set, a new version written)`),
   ];
+  if (result.overload?.length) {
+    const base = result.overload[0];
+    lines.push('', `overload: ${base.scenario} at 4× the ${n(Math.round(base.baselineRequestsPerSecond))} req/s measured above, ${base.seconds.toFixed(0)} s each; /healthz probed every 100 ms on a new connection:`);
+    lines.push(
+      table(
+        ['run', 'connections', 'offered/s', 'answers/s', '2xx/s', '503/s', 'other', 'p99 2xx ms', 'p99 all ms', '/healthz p50 / p99 / max ms', 'probes failed'],
+        result.overload.map((r) => {
+          const count = (status: string) => r.statusCodes[status] ?? 0;
+          const ok = Object.entries(r.statusCodes).filter(([code]) => code.startsWith('2')).reduce((sum, [, c]) => sum + c, 0);
+          return [
+            r.mode,
+            n(r.connections),
+            r.offeredRate ? n(r.offeredRate) : '(closed loop)',
+            n(Math.round(r.requestsPerSecond)),
+            n(Math.round(ok / r.seconds)),
+            n(Math.round(count('503') / r.seconds)),
+            n(r.requests - ok - count('503') + r.errors + r.timeouts),
+            ms(r.latency2xxMs?.p99 ?? NaN),
+            ms(r.latencyMs.p99),
+            r.health ? `${ms(r.health.latencyMs.p50)} / ${ms(r.health.latencyMs.p99)} / ${ms(r.health.latencyMs.max)}` : 'n/a',
+            r.health ? `${n(r.health.failed)} of ${n(r.health.probes)}` : 'n/a',
+          ];
+        }),
+        [false, true, true, true, true, true, true, true, true, true, true]
+      )
+    );
+  }
   if (result.plans.length) {
     lines.push('', 'query plans (EXPLAIN ANALYZE of the page query from parseSearch + buildPageQuery, or the read statement; 5 random picks each):');
     for (const plan of result.plans) {

@@ -20,6 +20,8 @@ import { BENCH_CLIENT_ID, clientToken, patientTokens, practitionerTokens } from 
 import type { Identity, Tokens } from './identities.js';
 import type { LoadGenerator } from './load-generator.js';
 import type { LoadResult } from './load-process.js';
+import { runOverload } from './overload.js';
+import type { OverloadRun } from './overload.js';
 import { ServerProfiler } from './profile.js';
 import type { ProfileSummary } from './profile.js';
 import { MEASURED_ORDER, SCENARIOS } from './scenarios.js';
@@ -55,6 +57,8 @@ export interface EngineResult {
   plans: PlanSummary[];
   createStatements?: CreateStatements;
   scenarios: ScenarioResult[];
+  /** `BENCH_OVERLOAD=1`: one scenario at 4× its measured throughput. */
+  overload?: OverloadRun[];
   /** Wall time of this engine's whole run, seconds. */
   totalSeconds: number;
 }
@@ -153,6 +157,27 @@ export async function runEngine(engine: Engine, settings: BenchSettings, load: L
       }
     }
     profiler?.close();
+    const measured = scenarios.find((s) => s.scenario === settings.overloadScenario);
+    const overload =
+      settings.overload && measured
+        ? await runOverload({
+            load,
+            url: baseUrl,
+            tokens: await tokensFor(false),
+            scenario: settings.overloadScenario,
+            baselineRequestsPerSecond: measured.requestsPerSecond,
+            connections: settings.connections,
+            seconds: settings.seconds[engine],
+            beforeEach: async () => {
+              if (settings.quietWaitSeconds) {
+                await waitForQuiet(settings.quietWaitSeconds);
+              }
+            },
+          })
+        : undefined;
+    for (const run of overload ?? []) {
+      log(`${engine}: overload (${run.mode}): ${Math.round(run.requestsPerSecond)} answers/s, status ${JSON.stringify(run.statusCodes)}, p99 of 2xx ${run.latency2xxMs?.p99.toFixed(1)} ms, /healthz p99 ${run.health?.latencyMs.p99.toFixed(1)} ms (${run.health?.failed} failed of ${run.health?.probes})`);
+    }
     return {
       engine,
       identity: settings.identity,
@@ -165,6 +190,7 @@ export async function runEngine(engine: Engine, settings: BenchSettings, load: L
       plans,
       createStatements,
       scenarios,
+      overload,
       totalSeconds: (performance.now() - started) / 1000,
     };
   } finally {

@@ -30,6 +30,9 @@ export interface BenchSettings {
   /** Write a CPU profile of the server thread per scenario into `.bench/`. */
   cpuProfile: boolean;
   serverLogLevel: LogLevel;
+  /** Also drive one scenario at 4× its measured throughput (scripts/bench/overload.ts). */
+  overload: boolean;
+  overloadScenario: 'read' | 'inbox';
 }
 
 export class SettingError extends Error {
@@ -85,7 +88,17 @@ export function readBenchSettings(env: Env): BenchSettings {
     quietWaitSeconds: integer(env, 'BENCH_QUIET_WAIT_SECONDS', 60, 0, 3600),
     cpuProfile: flag(env, 'BENCH_CPU_PROFILE', false),
     serverLogLevel: logLevel as LogLevel,
+    overload: flag(env, 'BENCH_OVERLOAD', false),
+    overloadScenario: overloadScenario(env),
   };
+}
+
+function overloadScenario(env: Env): 'read' | 'inbox' {
+  const scenario = value(env, 'BENCH_OVERLOAD_SCENARIO') ?? 'read';
+  if (scenario !== 'read' && scenario !== 'inbox') {
+    throw new SettingError('BENCH_OVERLOAD_SCENARIO', 'must be read or inbox');
+  }
+  return scenario;
 }
 
 function value(env: Env, name: string): string | undefined {

@@ -10,6 +10,8 @@ import { createApp } from '../../server/app.js';
 import { loadConfig } from '../../server/config.js';
 import { AppContext } from '../../server/context.js';
 import { attachWebsocket } from '../../server/websocket.js';
+import { applyHttpTimeouts } from '../../server/request-timeout.js';
+import { answerClientErrors } from '../../server/errors.js';
 import { createLogger } from '../../server/logger.js';
 import { createTestDatabase } from './database.js';
 import type { TestDatabase } from './database.js';
@@ -65,6 +67,8 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
   });
   const app = await AppContext.fromConfig(config, { logger: createLogger('info', sink) });
   const http = createApp(app).listen(port, '127.0.0.1');
+  applyHttpTimeouts(http, config.limits);
+  answerClientErrors(http);
   await new Promise<void>((resolve) => http.once('listening', resolve));
   const websocket = await attachWebsocket(app, http);
   app.startWorkers();
@@ -96,6 +100,12 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
       await app.close();
       if (stopOptions.dropDatabase) {
         await database.drop();
+      }
+      // Every suite's logs are scanned for the secrets this harness knows: a token or the
+      // client secret in a log line is a leak, whichever test caused it.
+      const leaked = logs.find((line) => line.includes(token) || line.includes(admin.clientSecret));
+      if (leaked) {
+        throw new Error(`The server logged the test administrator's access token or client secret: ${leaked.replaceAll(token, '[token]').replaceAll(admin.clientSecret, '[secret]').slice(0, 300)}`);
       }
     },
   };
