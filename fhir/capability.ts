@@ -12,6 +12,23 @@ export interface CapabilityOptions {
   softwareVersion: string;
   /** Extra `rest.security` content (added by the authorization layer). */
   security?: NonNullable<CapabilityStatement['rest']>[number]['security'];
+  /** The operations the REST layer dispatches, keyed `Type/$name` or `Type/id/$name`. */
+  operations?: string[];
+}
+
+/** Operations defined by FHIR itself; ours are named under CareThread's canonical base. */
+const STANDARD_OPERATIONS: Record<string, string> = {
+  'Measure/$evaluate-measure': 'http://hl7.org/fhir/OperationDefinition/Measure-evaluate-measure',
+};
+const OUR_OPERATIONS = 'https://carethread.dev/fhir/OperationDefinition';
+
+/** The operations on `type`, once each (an operation may exist at type and instance level). */
+function operationsOf(type: string, operations: string[]): NonNullable<CapabilityStatementRestResource['operation']> {
+  const names = new Set(operations.filter((key) => key.startsWith(`${type}/`)).map((key) => key.slice(key.indexOf('$') + 1)));
+  return [...names].sort().map((name) => ({
+    name,
+    definition: STANDARD_OPERATIONS[`${type}/$${name}`] ?? `${OUR_OPERATIONS}/${type}-${name}`,
+  }));
 }
 
 const TYPE_INTERACTIONS = ['read', 'vread', 'update', 'patch', 'delete', 'history-instance', 'history-type', 'create', 'search-type'] as const;
@@ -21,6 +38,7 @@ export function capabilityStatement(options: CapabilityOptions): CapabilityState
   const resources: CapabilityStatementRestResource[] = RESOURCE_TYPES.map((type) => {
     const entry = catalog.get(type)!;
     const references = [...entry.params.values()].filter((p) => p.kind === 'reference');
+    const operation = operationsOf(type, options.operations ?? []);
     return {
       type,
       profile: `http://hl7.org/fhir/StructureDefinition/${type}`,
@@ -45,6 +63,7 @@ export function capabilityStatement(options: CapabilityOptions): CapabilityState
           ...(p.definition.url ? { definition: p.definition.url } : {}),
         })),
       ],
+      ...(operation.length ? { operation } : {}),
     };
   });
   return {

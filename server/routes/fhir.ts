@@ -25,7 +25,12 @@ export function fhirRouter(app: AppContext, options: FhirRouterOptions): Router 
   const { config } = app;
   const env = app.rest;
   const metadata = JSON.stringify(
-    capabilityStatement({ fhirBase: app.fhirBase, softwareVersion: SOFTWARE_VERSION, security: capabilitySecurity(app.auth.settings) })
+    capabilityStatement({
+      fhirBase: app.fhirBase,
+      softwareVersion: SOFTWARE_VERSION,
+      security: capabilitySecurity(app.auth.settings),
+      operations: Object.keys(env.operations ?? {}),
+    })
   );
 
   router.get('/metadata', openCors, (_req, res) => {
