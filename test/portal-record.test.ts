@@ -7,57 +7,22 @@
  * a 4xx with nothing recorded.
  */
 import type { AuditEvent, Bundle, Communication, Parameters } from '@medplum/fhirtypes';
-import { SMTPServer } from 'smtp-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminCreate, adminSearch, FHIR_JSON, header, message, post, seedPractice } from './support/messaging.js';
 import type { Practice } from './support/messaging.js';
-import { freePort, startTestServer } from './support/server.js';
+import { attachment, startMailbox } from './support/mailbox.js';
+import type { Mailbox } from './support/mailbox.js';
+import { startTestServer } from './support/server.js';
 import type { TestServer } from './support/server.js';
 
 const PORTAL = 'https://carethread.dev/fhir/CodeSystem/portal-event';
 const CONFIDENTIAL = { system: 'http://terminology.hl7.org/CodeSystem/v3-Confidentiality', code: 'R' };
 
-interface Mail {
-  to: string[];
-  raw: string;
-}
-
 let server: TestServer;
-let smtp: SMTPServer;
+let mailbox: Mailbox | undefined;
 let p: Practice;
-const mails: Mail[] = [];
 let secretText: string;
 let openText: string;
-
-async function startSmtp(): Promise<number> {
-  const port = await freePort();
-  smtp = new SMTPServer({
-    authOptional: true,
-    disabledCommands: ['STARTTLS', 'AUTH'],
-    logger: false,
-    size: 20 * 1024 * 1024,
-    onData(stream, session, done) {
-      const chunks: Buffer[] = [];
-      stream.on('data', (c: Buffer) => chunks.push(c));
-      stream.on('end', () => {
-        mails.push({ to: session.envelope.rcptTo.map((r) => r.address), raw: Buffer.concat(chunks).toString('utf8') });
-        done();
-      });
-    },
-  });
-  await new Promise<void>((resolve) => smtp.listen(port, '127.0.0.1', () => resolve()));
-  return port;
-}
-
-/** The bytes of a named attachment of a raw MIME mail (base64 transfer encoding). */
-function attachment(raw: string, filename: string): Buffer {
-  const text = raw.replace(/\r\n/g, '\n');
-  const at = text.search(new RegExp(`filename="?${filename.replace('.', '\\.')}`));
-  expect(at, `attachment ${filename}`).toBeGreaterThan(0);
-  const start = text.indexOf('\n\n', at) + 2;
-  const end = text.indexOf('\n--', start);
-  return Buffer.from(text.slice(start, end), 'base64');
-}
 
 async function portalEvents(code: string, who?: string): Promise<AuditEvent[]> {
   const events = await adminSearch<AuditEvent>(server, `AuditEvent?subtype=${encodeURIComponent(`${PORTAL}|${code}`)}&entity=${p.patient}&_count=100`);
@@ -89,7 +54,8 @@ async function waitFor<T>(probe: () => T | undefined, ms = 10_000): Promise<T> {
 }
 
 beforeAll(async () => {
-  const smtpPort = await startSmtp();
+  mailbox = await startMailbox();
+  const smtpPort = mailbox.port;
   server = await startTestServer({ env: { SMTP_URL: `smtp://127.0.0.1:${smtpPort}`, MAIL_FROM: 'CareThread <records@carethread.test>', OUTBOX_POLL_MS: '100' } });
   p = await seedPractice(server);
   // An open thread and a confidential one (hidden from the representative).
@@ -107,7 +73,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await server?.stop({ dropDatabase: true });
-  await new Promise<void>((resolve) => (smtp ? smtp.close(() => resolve()) : resolve()));
+  await mailbox?.stop();
 });
 
 describe('view: GET Patient/{id}/$health-record', () => {
@@ -207,7 +173,7 @@ describe('transmit: POST Patient/{id}/$transmit', () => {
     expect(res.status, res.text).toBe(202);
     const event = (res.body as Parameters).parameter?.find((x) => x.name === 'event')?.valueReference?.reference;
     expect(event).toMatch(/^AuditEvent\//);
-    const mail = await waitFor(() => mails.find((m) => m.to.includes('records@specialist.example.org')));
+    const mail = await waitFor(() => mailbox!.mails.find((m) => m.to.includes('records@specialist.example.org')));
     expect(attachment(mail.raw, 'health-record.pdf').subarray(0, 5).toString('latin1')).toBe('%PDF-');
     const json = JSON.parse(attachment(mail.raw, 'health-record.json').toString('utf8')) as Bundle;
     expect(JSON.stringify(json)).toContain(openText);

@@ -11,11 +11,12 @@
 import fs from 'node:fs';
 import type { AuditEvent, Communication } from '@medplum/fhirtypes';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { SMTPServer } from 'smtp-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { collectPageErrors, launchBrowser, PHONE, screenshot, seriousAccessibilityViolations } from './support/browser.js';
 import { adminCreate, adminSearch } from './support/messaging.js';
-import { freePort, startTestServer } from './support/server.js';
+import { attachment, startMailbox } from './support/mailbox.js';
+import type { Mailbox } from './support/mailbox.js';
+import { startTestServer } from './support/server.js';
 import type { TestServer } from './support/server.js';
 import { createUser } from './support/tokens.js';
 
@@ -24,47 +25,12 @@ const PASSWORD = 'portal-password-0123';
 const HOSTILE = '<img src=x onerror=alert(1)>';
 const RECORDS_ADDRESS = 'records@specialist.example.org';
 
-interface Mail {
-  to: string[];
-  raw: string;
-}
-
 let server: TestServer;
-let smtp: SMTPServer;
+let mailbox: Mailbox | undefined;
 let browser: Browser;
-const mails: Mail[] = [];
 let patient: string;
 let representative: string;
 let doctor: string;
-
-async function startSmtp(): Promise<number> {
-  const port = await freePort();
-  smtp = new SMTPServer({
-    authOptional: true,
-    disabledCommands: ['STARTTLS', 'AUTH'],
-    logger: false,
-    size: 20 * 1024 * 1024,
-    onData(stream, session, done) {
-      const chunks: Buffer[] = [];
-      stream.on('data', (c: Buffer) => chunks.push(c));
-      stream.on('end', () => {
-        mails.push({ to: session.envelope.rcptTo.map((r) => r.address), raw: Buffer.concat(chunks).toString('utf8') });
-        done();
-      });
-    },
-  });
-  await new Promise<void>((resolve) => smtp.listen(port, '127.0.0.1', () => resolve()));
-  return port;
-}
-
-/** The bytes of a named base64 attachment of a raw MIME mail. */
-function attachment(raw: string, filename: string): Buffer {
-  const text = raw.replace(/\r\n/g, '\n');
-  const at = text.search(new RegExp(`filename="?${filename.replace('.', '\\.')}`));
-  expect(at, `attachment ${filename}`).toBeGreaterThan(0);
-  const start = text.indexOf('\n\n', at) + 2;
-  return Buffer.from(text.slice(start, text.indexOf('\n--', start)), 'base64');
-}
 
 async function waitFor<T>(probe: () => T | undefined, ms = 15_000): Promise<T> {
   const until = Date.now() + ms;
@@ -106,7 +72,8 @@ async function portalEvents(code: string, who: string): Promise<AuditEvent[]> {
 }
 
 beforeAll(async () => {
-  const smtpPort = await startSmtp();
+  mailbox = await startMailbox();
+  const smtpPort = mailbox.port;
   server = await startTestServer({ env: { SMTP_URL: `smtp://127.0.0.1:${smtpPort}`, MAIL_FROM: 'CareThread <records@carethread.test>' } });
   patient = await adminCreate(server, { resourceType: 'Patient', name: [{ family: 'Okafor', given: ['Grace'] }], birthDate: '1984-05-17', telecom: [{ system: 'email', value: 'grace@example.test' }] });
   representative = await adminCreate(server, { resourceType: 'RelatedPerson', active: true, patient: { reference: patient }, name: [{ family: 'Okafor', given: ['Daniel'] }] });
@@ -142,7 +109,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await browser?.close();
   await server?.stop({ dropDatabase: true });
-  await new Promise<void>((resolve) => (smtp ? smtp.close(() => resolve()) : resolve()));
+  await mailbox?.stop();
 });
 
 describe('the patient portal at phone width', () => {
@@ -262,7 +229,7 @@ describe('the patient portal at phone width', () => {
     await page.fill('#transmit-to', RECORDS_ADDRESS);
     await page.getByRole('button', { name: 'Send my record' }).click();
     await page.getByText('Your record is on its way').waitFor();
-    const mail = await waitFor(() => mails.find((m) => m.to.includes(RECORDS_ADDRESS)));
+    const mail = await waitFor(() => mailbox!.mails.find((m) => m.to.includes(RECORDS_ADDRESS)));
     expect(attachment(mail.raw, 'health-record.pdf').subarray(0, 5).toString('latin1')).toBe('%PDF-');
     expect(attachment(mail.raw, 'health-record.json').toString('utf8')).toContain('Continue lisinopril');
 
