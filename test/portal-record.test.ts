@@ -39,20 +39,6 @@ async function eventCounts(): Promise<Record<string, number>> {
   return counts;
 }
 
-async function waitFor<T>(probe: () => T | undefined, ms = 10_000): Promise<T> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined) {
-      return value;
-    }
-    if (Date.now() > until) {
-      throw new Error('timed out');
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 beforeAll(async () => {
   mailbox = await startMailbox();
   const smtpPort = mailbox.port;
@@ -173,7 +159,7 @@ describe('transmit: POST Patient/{id}/$transmit', () => {
     expect(res.status, res.text).toBe(202);
     const event = (res.body as Parameters).parameter?.find((x) => x.name === 'event')?.valueReference?.reference;
     expect(event).toMatch(/^AuditEvent\//);
-    const mail = await waitFor(() => mailbox!.mails.find((m) => m.to.includes('records@specialist.example.org')));
+    const mail = await mailbox!.mailTo('records@specialist.example.org');
     expect(attachment(mail.raw, 'health-record.pdf').subarray(0, 5).toString('latin1')).toBe('%PDF-');
     const json = JSON.parse(attachment(mail.raw, 'health-record.json').toString('utf8')) as Bundle;
     expect(JSON.stringify(json)).toContain(openText);

@@ -32,20 +32,6 @@ let patient: string;
 let representative: string;
 let doctor: string;
 
-async function waitFor<T>(probe: () => T | undefined, ms = 15_000): Promise<T> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined) {
-      return value;
-    }
-    if (Date.now() > until) {
-      throw new Error('timed out');
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 /** Opens the portal and signs in through the real sign-in and consent pages. */
 async function signIn(page: Page, username: string, pickPatient?: string): Promise<void> {
   await page.goto(`${server.baseUrl}/portal/`);
@@ -229,7 +215,7 @@ describe('the patient portal at phone width', () => {
     await page.fill('#transmit-to', RECORDS_ADDRESS);
     await page.getByRole('button', { name: 'Send my record' }).click();
     await page.getByText('Your record is on its way').waitFor();
-    const mail = await waitFor(() => mailbox!.mails.find((m) => m.to.includes(RECORDS_ADDRESS)));
+    const mail = await mailbox!.mailTo(RECORDS_ADDRESS);
     expect(attachment(mail.raw, 'health-record.pdf').subarray(0, 5).toString('latin1')).toBe('%PDF-');
     expect(attachment(mail.raw, 'health-record.json').toString('utf8')).toContain('Continue lisinopril');
 

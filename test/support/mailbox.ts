@@ -16,6 +16,8 @@ export interface Mailbox {
   port: number;
   /** Every mail received so far, in order. */
   mails: Mail[];
+  /** The first mail to `address`, once it has arrived (fails after `timeoutMs`). */
+  mailTo(address: string, timeoutMs?: number): Promise<Mail>;
   stop(): Promise<void>;
 }
 
@@ -37,7 +39,20 @@ export async function startMailbox(): Promise<Mailbox> {
     },
   });
   await new Promise<void>((resolve) => smtp.listen(port, '127.0.0.1', () => resolve()));
-  return { port, mails, stop: () => new Promise<void>((resolve) => smtp.close(() => resolve())) };
+  const mailTo = async (address: string, timeoutMs = 15_000): Promise<Mail> => {
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      const mail = mails.find((m) => m.to.includes(address));
+      if (mail) {
+        return mail;
+      }
+      if (Date.now() > until) {
+        throw new Error(`No mail to ${address} within ${timeoutMs} ms`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  };
+  return { port, mails, mailTo, stop: () => new Promise<void>((resolve) => smtp.close(() => resolve())) };
 }
 
 /** The bytes of a named attachment of a raw MIME mail (base64 transfer encoding). */
