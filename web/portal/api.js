@@ -3,6 +3,7 @@
 // care team (who they may write to), the record operations (view, download, transmit,
 // activity) and the notification preference.
 import { displayName } from '/web/dom.js';
+import { messagePayload } from '/web/messages.js';
 import { NameBook } from '/web/names.js';
 
 export const CATEGORY_SYSTEM = 'https://carethread.dev/fhir/CodeSystem/message-category';
@@ -139,13 +140,7 @@ export class PortalApi {
 
   /** A message in the thread (to its recipients), with text and an optional attachment. */
   async send(header, text, file) {
-    const payload = [];
-    if (text.trim()) {
-      payload.push({ contentString: text });
-    }
-    if (file) {
-      payload.push(await this.attach(header, file));
-    }
+    const payload = await messagePayload((method, url, body) => this.write(method, url, body), header, text, file);
     return this.write('POST', 'Communication', {
       resourceType: 'Communication',
       status: 'completed',
@@ -153,18 +148,6 @@ export class PortalApi {
       partOf: [{ reference: `Communication/${header.id}` }],
       payload,
     });
-  }
-
-  /** Uploads a file as a Binary filed under the thread; answers the payload entry that refers to it. */
-  async attach(header, file) {
-    const contentType = file.type || 'application/octet-stream';
-    const binary = await this.write('POST', 'Binary', {
-      resourceType: 'Binary',
-      contentType,
-      securityContext: { reference: `Communication/${header.id}` },
-      data: await base64Of(file),
-    });
-    return { contentAttachment: { contentType, url: `Binary/${binary.id}`, title: file.name, size: file.size } };
   }
 
   /** The record as the patient may see it (records a "view"). */
@@ -259,13 +242,4 @@ export function errorText(err) {
     }
   }
   return message.split('\n')[0];
-}
-
-function base64Of(file) {
-  return new Promise((resolve, reject) => {
-    const reader = new FileReader();
-    reader.onload = () => resolve(String(reader.result).replace(/^data:[^,]*,/, ''));
-    reader.onerror = () => reject(reader.error);
-    reader.readAsDataURL(file);
-  });
 }

@@ -3,6 +3,7 @@
 // Task, read receipts, replies with attachments, claiming, reassigning, forwarding and
 // closing a thread, and the display names of the people and pools involved.
 import { displayName } from '/web/dom.js';
+import { messagePayload } from '/web/messages.js';
 import { NameBook } from '/web/names.js';
 
 export const INBOX_EXT = 'https://carethread.dev/fhir/StructureDefinition/inbox';
@@ -140,28 +141,9 @@ export class ProviderApi {
     return messages.map((m) => byId.get(m.id) ?? m);
   }
 
-  /** Uploads a file as a Binary filed under the thread; answers the payload entry that refers to it. */
-  async attach(header, file) {
-    const data = await base64Of(file);
-    const contentType = file.type || 'application/octet-stream';
-    const binary = await this.write('POST', 'Binary', {
-      resourceType: 'Binary',
-      contentType,
-      securityContext: { reference: `Communication/${header.id}` },
-      data,
-    });
-    return { contentAttachment: { contentType, url: `Binary/${binary.id}`, title: file.name, size: file.size } };
-  }
-
   /** A reply in the thread (to the patient side, by default), answering `inResponseTo`. */
   async reply(header, text, { file, inResponseTo } = {}) {
-    const payload = [];
-    if (text.trim()) {
-      payload.push({ contentString: text });
-    }
-    if (file) {
-      payload.push(await this.attach(header, file));
-    }
+    const payload = await messagePayload((method, url, body) => this.write(method, url, body), header, text, file);
     return this.write('POST', 'Communication', {
       resourceType: 'Communication',
       status: 'completed',
@@ -227,13 +209,4 @@ export class ProviderApi {
     const tag = encodeURIComponent(`${TAG_SYSTEM}|thread`);
     return this.search(`Communication?subject=${patient}&_tag=${tag}&_sort=-sent&_count=100`);
   }
-}
-
-function base64Of(file) {
-  return new Promise((resolve, reject) => {
-    const reader = new FileReader();
-    reader.onload = () => resolve(String(reader.result).replace(/^data:[^,]*,/, ''));
-    reader.onerror = () => reject(reader.error);
-    reader.readAsDataURL(file);
-  });
 }
